@@ -6,3 +6,4 @@
 //! [`config`] validates everything once, before any of it starts.
 
 pub mod codec;
+pub mod config;
