@@ -7,3 +7,5 @@
 
 pub mod codec;
 pub mod config;
+pub mod pipeline;
+pub mod sync;

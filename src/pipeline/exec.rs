@@ -1,0 +1,1234 @@
+//! Running a [`Chain`] over a batch: per-shard registers and selection.
+//!
+//! [`Exec`] is a shard's working memory for one chain: a column per
+//! temporary register (sized `batch_max` once), each with its own string
+//! arena, and two selection vectors. `run` dispatches once per instruction
+//! per batch to a typed kernel; nothing here allocates once the arenas have
+//! grown to the largest batch seen.
+
+use super::kernels::{self, Col, K, Sel, Src, StrCol, SymCol, TextK, TextSrc, each};
+use super::program::*;
+use crate::codec::batch::{Batch, Bitmap, Column, ColumnData, StrRef};
+use crate::codec::{FieldType, Interner};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Counters a chain keeps per shard. Plain integers: only the owning shard
+/// writes them; `metrics` publishes them between batches.
+#[derive(Clone, Debug, Default)]
+pub struct ExecCounters {
+    /// Arithmetic results that were null because of overflow.
+    pub overflow: u64,
+    /// Results that were null because of a division by zero.
+    pub div_zero: u64,
+    /// Records entering each stage.
+    pub stage_in: Vec<u64>,
+    /// Records leaving each stage onward (not routed, not filtered).
+    pub stage_out: Vec<u64>,
+}
+
+/// A temporary register: a column and the arena its strings live in.
+#[derive(Debug, Default)]
+struct Temp {
+    col: Option<Column>,
+    arena: Vec<u8>,
+}
+
+/// Receives the records a chain emits to a sink.
+pub trait Emit {
+    /// `rows` holds the records (already selected) for `spec.sink`.
+    fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>);
+}
+
+/// A view of the registers and the selected rows, for encoding.
+pub struct Rows<'a> {
+    batch: &'a Batch,
+    temps: &'a [Temp],
+    n_inputs: usize,
+    pub sel: Sel<'a>,
+    pub symbols: &'a Interner,
+}
+
+impl<'a> Rows<'a> {
+    /// Register `r`'s column and the arena holding its strings.
+    pub fn column(&self, r: Reg) -> (&'a Column, &'a [u8]) {
+        reg_col(self.batch, self.temps, self.n_inputs, r)
+    }
+}
+
+fn reg_col<'a>(
+    batch: &'a Batch,
+    temps: &'a [Temp],
+    n_inputs: usize,
+    r: Reg,
+) -> (&'a Column, &'a [u8]) {
+    let r = r as usize;
+    if r < n_inputs {
+        (&batch.cols[r], &batch.arena)
+    } else {
+        let t = &temps[r - n_inputs];
+        (
+            t.col
+                .as_ref()
+                .expect("register present outside its own instruction"),
+            &t.arena,
+        )
+    }
+}
+
+/// Per-shard state to run one chain.
+#[derive(Debug)]
+pub struct Exec {
+    temps: Vec<Temp>,
+    sel: Vec<u32>,
+    scratch_sel: Vec<u32>,
+    hash_buf: Vec<u8>,
+    pub counters: ExecCounters,
+}
+
+impl Exec {
+    /// Working memory for `chain` with batches of at most `batch_max` rows.
+    pub fn new(chain: &Chain, batch_max: usize) -> Exec {
+        Exec {
+            temps: chain
+                .temps
+                .iter()
+                .map(|&t| Temp {
+                    col: Some(Column::new(t, batch_max)),
+                    arena: Vec::new(),
+                })
+                .collect(),
+            sel: Vec::with_capacity(batch_max),
+            scratch_sel: Vec::with_capacity(batch_max),
+            hash_buf: Vec::with_capacity(256),
+            counters: ExecCounters {
+                stage_in: vec![0; chain.stages.len()],
+                stage_out: vec![0; chain.stages.len()],
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Runs `chain` over every row of `batch`, handing emitted records to
+    /// `out`. `now_ns` is the batch's processing time (`now()`).
+    pub fn run(
+        &mut self,
+        chain: &Chain,
+        batch: &Batch,
+        symbols: &Interner,
+        now_ns: i64,
+        out: &mut impl Emit,
+    ) {
+        debug_assert_eq!(chain.n_inputs, batch.cols.len());
+        for t in &mut self.temps {
+            t.arena.clear();
+        }
+        let n = batch.len();
+        // `all` until the first filter or route narrows the selection.
+        let mut all = true;
+        self.sel.clear();
+        for step in &chain.steps {
+            let sel_len = if all { n } else { self.sel.len() };
+            self.counters.stage_in[step.stage] += sel_len as u64;
+            if sel_len == 0 {
+                continue;
+            }
+            for ins in &step.instrs {
+                let sel = if all {
+                    Sel::All(n)
+                } else {
+                    Sel::Idx(&self.sel)
+                };
+                exec_instr(
+                    ins,
+                    sel,
+                    batch,
+                    &mut self.temps,
+                    chain.n_inputs,
+                    symbols,
+                    now_ns,
+                    &mut self.hash_buf,
+                    &mut self.counters,
+                );
+            }
+            match &step.action {
+                Action::None => {}
+                Action::Filter { pred } => {
+                    self.narrow(pred, batch, chain.n_inputs, &mut all, n, true);
+                }
+                Action::Route { pred, emit } => {
+                    // Matching rows go out; the rest continue.
+                    self.scratch_sel.clear();
+                    let sel = if all {
+                        Sel::All(n)
+                    } else {
+                        Sel::Idx(&self.sel)
+                    };
+                    select_where(
+                        pred,
+                        sel,
+                        batch,
+                        &self.temps,
+                        chain.n_inputs,
+                        true,
+                        &mut self.scratch_sel,
+                    );
+                    if !self.scratch_sel.is_empty() {
+                        let rows = Rows {
+                            batch,
+                            temps: &self.temps,
+                            n_inputs: chain.n_inputs,
+                            sel: Sel::Idx(&self.scratch_sel),
+                            symbols,
+                        };
+                        out.emit(emit, &rows);
+                    }
+                    self.narrow(pred, batch, chain.n_inputs, &mut all, n, false);
+                }
+                Action::Tee { emit } => {
+                    let rows = Rows {
+                        batch,
+                        temps: &self.temps,
+                        n_inputs: chain.n_inputs,
+                        sel: if all {
+                            Sel::All(n)
+                        } else {
+                            Sel::Idx(&self.sel)
+                        },
+                        symbols,
+                    };
+                    out.emit(emit, &rows);
+                }
+                Action::To { emits } => {
+                    for e in emits {
+                        let rows = Rows {
+                            batch,
+                            temps: &self.temps,
+                            n_inputs: chain.n_inputs,
+                            sel: if all {
+                                Sel::All(n)
+                            } else {
+                                Sel::Idx(&self.sel)
+                            },
+                            symbols,
+                        };
+                        out.emit(e, &rows);
+                    }
+                }
+            }
+            let after = if all { n } else { self.sel.len() };
+            self.counters.stage_out[step.stage] += after as u64;
+        }
+    }
+
+    /// Keeps the selected rows where `pred` is `keep` (null never matches).
+    fn narrow(
+        &mut self,
+        pred: &Opnd,
+        batch: &Batch,
+        n_inputs: usize,
+        all: &mut bool,
+        n: usize,
+        keep: bool,
+    ) {
+        self.scratch_sel.clear();
+        let sel = if *all {
+            Sel::All(n)
+        } else {
+            Sel::Idx(&self.sel)
+        };
+        select_where(
+            pred,
+            sel,
+            batch,
+            &self.temps,
+            n_inputs,
+            keep,
+            &mut self.scratch_sel,
+        );
+        std::mem::swap(&mut self.sel, &mut self.scratch_sel);
+        *all = false;
+    }
+}
+
+/// Appends to `out` the selected rows where `pred` is valid and equals
+/// `want` (for `want == false`, also the null rows: a route keeps them).
+fn select_where(
+    pred: &Opnd,
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n_inputs: usize,
+    want: bool,
+    out: &mut Vec<u32>,
+) {
+    match pred {
+        Opnd::Const(c) => {
+            let v = c.bool().unwrap_or(false);
+            if v == want {
+                each!(sel, i, {
+                    out.push(i as u32);
+                });
+            }
+        }
+        Opnd::Reg(r) => {
+            let (c, _) = reg_col(batch, temps, n_inputs, *r);
+            let ColumnData::Bool(v) = &c.data else {
+                unreachable!("predicates are bool (type checked)")
+            };
+            let m = &c.valid;
+            // NB: branch-free append; `out` has capacity batch_max.
+            each!(sel, i, {
+                let hit = m.get(i) && v[i];
+                let take = if want { hit } else { !hit };
+                if take {
+                    out.push(i as u32);
+                }
+            });
+        }
+    }
+}
+
+macro_rules! num_src {
+    ($batch:expr, $temps:expr, $n:expr, $op:expr, $variant:ident, $getc:ident, |$s:ident| $body:expr) => {
+        match $op {
+            Opnd::Reg(r) => {
+                let (c, _) = reg_col($batch, $temps, $n, *r);
+                let ColumnData::$variant(v) = &c.data else {
+                    unreachable!("register types fixed at compile time")
+                };
+                let $s = Col {
+                    v: &v[..],
+                    m: &c.valid,
+                };
+                $body
+            }
+            Opnd::Const(k) => {
+                let $s = K(k.$getc());
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! text_src {
+    ($batch:expr, $temps:expr, $n:expr, $syms:expr, $op:expr, |$s:ident| $body:expr) => {
+        match $op {
+            Opnd::Reg(r) => {
+                let (c, arena) = reg_col($batch, $temps, $n, *r);
+                match &c.data {
+                    ColumnData::Sym(ids) => {
+                        let $s = SymCol {
+                            ids,
+                            m: &c.valid,
+                            symbols: $syms,
+                        };
+                        $body
+                    }
+                    ColumnData::Str(refs) => {
+                        let $s = StrCol {
+                            refs,
+                            m: &c.valid,
+                            arena,
+                        };
+                        $body
+                    }
+                    _ => unreachable!("text registers are symbol or string"),
+                }
+            }
+            Opnd::Const(k) => {
+                let $s = TextK(k.text());
+                $body
+            }
+        }
+    };
+}
+
+fn checked_i64(op: ArithOp) -> fn(i64, i64) -> Option<i64> {
+    match op {
+        ArithOp::Add => i64::checked_add,
+        ArithOp::Sub => i64::checked_sub,
+        ArithOp::Mul => i64::checked_mul,
+        ArithOp::Div => i64::checked_div,
+        ArithOp::Rem => i64::checked_rem,
+    }
+}
+
+fn checked_u64(op: ArithOp) -> fn(u64, u64) -> Option<u64> {
+    match op {
+        ArithOp::Add => u64::checked_add,
+        ArithOp::Sub => u64::checked_sub,
+        ArithOp::Mul => u64::checked_mul,
+        ArithOp::Div => u64::checked_div,
+        ArithOp::Rem => u64::checked_rem,
+    }
+}
+
+fn float_op(op: ArithOp) -> fn(f64, f64) -> Option<f64> {
+    match op {
+        ArithOp::Add => |a, b| Some(a + b),
+        ArithOp::Sub => |a, b| Some(a - b),
+        ArithOp::Mul => |a, b| Some(a * b),
+        ArithOp::Div => kernels::fdiv,
+        ArithOp::Rem => kernels::frem,
+    }
+}
+
+/// Counts refused unsigned results: division and remainder refuse only a
+/// zero divisor, the others only overflow.
+fn count_refused_u64(op: ArithOp, refused: u64, c: &mut ExecCounters) {
+    if matches!(op, ArithOp::Div | ArithOp::Rem) {
+        c.div_zero += refused;
+    } else {
+        c.overflow += refused;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec_instr(
+    ins: &Instr,
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &mut [Temp],
+    n: usize,
+    syms: &Interner,
+    now_ns: i64,
+    hash_buf: &mut Vec<u8>,
+    counters: &mut ExecCounters,
+) {
+    let dst = dst_of(ins) as usize - n;
+    // Single assignment: the destination is never an operand, so it can be
+    // taken out while the operands are read.
+    let mut out = temps[dst]
+        .col
+        .take()
+        .expect("each register written once per run");
+    let mut arena = std::mem::take(&mut temps[dst].arena);
+    {
+        let temps: &[Temp] = temps;
+        match ins {
+            Instr::Arith { op, ty, a, b, .. } => match ty {
+                NumTy::I64 => {
+                    let (o, m) = kernels::out_i64(&mut out);
+                    let f = checked_i64(*op);
+                    let refused = num_src!(batch, temps, n, a, I64, i64, |x| num_src!(
+                        batch,
+                        temps,
+                        n,
+                        b,
+                        I64,
+                        i64,
+                        |y| kernels::binary(sel, &x, &y, o, m, f)
+                    ));
+                    // checked_div/rem refuse both /0 and MIN/-1: tell them apart.
+                    let by_zero = if matches!(op, ArithOp::Div | ArithOp::Rem) {
+                        num_src!(batch, temps, n, b, I64, i64, |y| count_zero(
+                            sel,
+                            &y,
+                            0i64,
+                            &x_valid(batch, temps, n, a)
+                        ))
+                    } else {
+                        0
+                    };
+                    counters.div_zero += by_zero;
+                    counters.overflow += refused - by_zero;
+                }
+                NumTy::U64 => {
+                    let (o, m) = kernels::out_u64(&mut out);
+                    let f = checked_u64(*op);
+                    let refused = num_src!(batch, temps, n, a, U64, u64, |x| num_src!(
+                        batch,
+                        temps,
+                        n,
+                        b,
+                        U64,
+                        u64,
+                        |y| kernels::binary(sel, &x, &y, o, m, f)
+                    ));
+                    count_refused_u64(*op, refused, counters);
+                }
+                NumTy::F64 => {
+                    let (o, m) = kernels::out_f64(&mut out);
+                    let f = float_op(*op);
+                    let refused = num_src!(batch, temps, n, a, F64, f64, |x| num_src!(
+                        batch,
+                        temps,
+                        n,
+                        b,
+                        F64,
+                        f64,
+                        |y| kernels::binary(sel, &x, &y, o, m, f)
+                    ));
+                    // Float arithmetic refuses only a zero divisor.
+                    counters.div_zero += refused;
+                }
+            },
+            Instr::Neg { ty, a, .. } => match ty {
+                NumTy::I64 => {
+                    let (o, m) = kernels::out_i64(&mut out);
+                    counters.overflow +=
+                        num_src!(batch, temps, n, a, I64, i64, |x| kernels::unary(
+                            sel,
+                            &x,
+                            o,
+                            m,
+                            i64::checked_neg
+                        ));
+                }
+                NumTy::F64 => {
+                    let (o, m) = kernels::out_f64(&mut out);
+                    num_src!(batch, temps, n, a, F64, f64, |x| kernels::unary(
+                        sel,
+                        &x,
+                        o,
+                        m,
+                        |v: f64| Some(-v)
+                    ));
+                }
+                NumTy::U64 => unreachable!("u64 is cast to i64 before negation"),
+            },
+            Instr::Cast { op, a, .. } => match op {
+                CastOp::I64ToF64 => {
+                    let (o, m) = kernels::out_f64(&mut out);
+                    num_src!(batch, temps, n, a, I64, i64, |x| kernels::unary(
+                        sel,
+                        &x,
+                        o,
+                        m,
+                        |v: i64| Some(v as f64)
+                    ));
+                }
+                CastOp::U64ToF64 => {
+                    let (o, m) = kernels::out_f64(&mut out);
+                    num_src!(batch, temps, n, a, U64, u64, |x| kernels::unary(
+                        sel,
+                        &x,
+                        o,
+                        m,
+                        |v: u64| Some(v as f64)
+                    ));
+                }
+                CastOp::U64ToI64 => {
+                    let (o, m) = kernels::out_i64(&mut out);
+                    counters.overflow +=
+                        num_src!(batch, temps, n, a, U64, u64, |x| kernels::unary(
+                            sel,
+                            &x,
+                            o,
+                            m,
+                            |v: u64| i64::try_from(v).ok()
+                        ));
+                }
+                CastOp::I64ToU64 => {
+                    let (o, m) = kernels::out_u64(&mut out);
+                    counters.overflow +=
+                        num_src!(batch, temps, n, a, I64, i64, |x| kernels::unary(
+                            sel,
+                            &x,
+                            o,
+                            m,
+                            |v: i64| u64::try_from(v).ok()
+                        ));
+                }
+            },
+            Instr::Cmp { op, kind, a, b, .. } => {
+                let (o, m) = kernels::out_bool(&mut out);
+                compare(*op, *kind, a, b, sel, batch, temps, n, syms, o, m);
+            }
+            Instr::Present { a, negate, .. } => {
+                let (o, m) = kernels::out_bool(&mut out);
+                let neg = *negate;
+                match a {
+                    Opnd::Const(c) => {
+                        let p = !matches!(c, Const::Null);
+                        each!(sel, i, {
+                            o[i] = p != neg;
+                            m.set(i, true);
+                        });
+                    }
+                    Opnd::Reg(r) => {
+                        let (c, _) = reg_col(batch, temps, n, *r);
+                        each!(sel, i, {
+                            o[i] = c.valid.get(i) != neg;
+                            m.set(i, true);
+                        });
+                    }
+                }
+            }
+            Instr::And { a, b, .. } | Instr::Or { a, b, .. } => {
+                let is_and = matches!(ins, Instr::And { .. });
+                let (o, m) = kernels::out_bool(&mut out);
+                num_src!(batch, temps, n, a, Bool, bool, |x| num_src!(
+                    batch,
+                    temps,
+                    n,
+                    b,
+                    Bool,
+                    bool,
+                    |y| kernels::logic(sel, &x, &y, o, m, is_and)
+                ));
+            }
+            Instr::Not { a, .. } => {
+                let (o, m) = kernels::out_bool(&mut out);
+                num_src!(batch, temps, n, a, Bool, bool, |x| kernels::unary(
+                    sel,
+                    &x,
+                    o,
+                    m,
+                    |v: bool| Some(!v)
+                ));
+            }
+            Instr::Abs { ty, a, .. } => match ty {
+                NumTy::I64 => {
+                    let (o, m) = kernels::out_i64(&mut out);
+                    counters.overflow +=
+                        num_src!(batch, temps, n, a, I64, i64, |x| kernels::unary(
+                            sel,
+                            &x,
+                            o,
+                            m,
+                            i64::checked_abs
+                        ));
+                }
+                _ => {
+                    let (o, m) = kernels::out_f64(&mut out);
+                    num_src!(batch, temps, n, a, F64, f64, |x| kernels::unary(
+                        sel,
+                        &x,
+                        o,
+                        m,
+                        |v: f64| Some(v.abs())
+                    ));
+                }
+            },
+            Instr::Round { op, a, .. } => {
+                let (o, m) = kernels::out_f64(&mut out);
+                let f: fn(f64) -> Option<f64> = match op {
+                    RoundOp::Round => |v| Some(v.round()),
+                    RoundOp::Floor => |v| Some(v.floor()),
+                    RoundOp::Ceil => |v| Some(v.ceil()),
+                };
+                num_src!(batch, temps, n, a, F64, f64, |x| kernels::unary(
+                    sel, &x, o, m, f
+                ));
+            }
+            Instr::MinMax { max, ty, args, .. } => {
+                min_max(*max, *ty, args, sel, batch, temps, n, &mut out);
+            }
+            Instr::Len { a, .. } => {
+                let (o, m) = kernels::out_i64(&mut out);
+                text_src!(batch, temps, n, syms, a, |x| {
+                    each!(sel, i, {
+                        if x.valid(i) {
+                            o[i] = kernels::char_count(x.get(i));
+                            m.set(i, true);
+                        } else {
+                            m.set(i, false);
+                        }
+                    })
+                });
+            }
+            Instr::Case { upper, a, .. } => {
+                let up = *upper;
+                let (o, m) = out_str(&mut out);
+                text_src!(batch, temps, n, syms, a, |x| kernels::text_map(
+                    sel,
+                    &x,
+                    o,
+                    m,
+                    &mut arena,
+                    |s, out| { kernels::change_case(s, out, up) }
+                ));
+            }
+            Instr::StartsWith { a, b, .. } | Instr::Contains { a, b, .. } => {
+                let contains = matches!(ins, Instr::Contains { .. });
+                let (o, m) = kernels::out_bool(&mut out);
+                text_src!(batch, temps, n, syms, a, |x| text_src!(
+                    batch,
+                    temps,
+                    n,
+                    syms,
+                    b,
+                    |y| {
+                        kernels::compare_text(sel, &x, &y, o, m, |s: &[u8], p: &[u8]| {
+                            if contains {
+                                memchr::memmem::find(s, p).is_some()
+                            } else {
+                                s.starts_with(p)
+                            }
+                        })
+                    }
+                ));
+            }
+            Instr::If { c, a, b, .. } => {
+                if_select(c, a, b, sel, batch, temps, n, syms, &mut out, &mut arena);
+            }
+            Instr::Hash { args, .. } => {
+                let (o, m) = kernels::out_u64(&mut out);
+                each!(sel, i, {
+                    hash_buf.clear();
+                    let mut ok = true;
+                    for (a, t) in args {
+                        ok &= canonical_bytes(a, *t, i, batch, temps, n, syms, hash_buf);
+                    }
+                    if ok {
+                        o[i] = xxh3_64(hash_buf);
+                    }
+                    m.set(i, ok);
+                });
+            }
+            Instr::Now { .. } => {
+                let (o, m) = kernels::out_i64(&mut out);
+                each!(sel, i, {
+                    o[i] = now_ns;
+                    m.set(i, true);
+                });
+            }
+            Instr::InList { kind, a, items, .. } => {
+                let (o, m) = kernels::out_bool(&mut out);
+                in_list(*kind, a, items, sel, batch, temps, n, syms, o, m);
+            }
+            Instr::Copy { a, .. } => copy(a, sel, batch, temps, n, syms, &mut out, &mut arena),
+        }
+    }
+    temps[dst].col = Some(out);
+    temps[dst].arena = arena;
+}
+
+/// Validity of an i64 operand, for telling division by zero from overflow.
+fn x_valid<'a>(batch: &'a Batch, temps: &'a [Temp], n: usize, a: &'a Opnd) -> Option<&'a Bitmap> {
+    match a {
+        Opnd::Reg(r) => Some(&reg_col(batch, temps, n, *r).0.valid),
+        Opnd::Const(Const::Null) => None,
+        Opnd::Const(_) => None,
+    }
+}
+
+/// Rows where the divisor is a valid zero and the dividend valid.
+fn count_zero(sel: Sel<'_>, y: &impl kernels::Src<i64>, zero: i64, xm: &Option<&Bitmap>) -> u64 {
+    let mut c = 0;
+    each!(sel, i, {
+        if y.valid(i) && y.get(i) == zero && xm.is_none_or(|m| m.get(i)) {
+            c += 1;
+        }
+    });
+    c
+}
+
+fn dst_of(ins: &Instr) -> Reg {
+    match ins {
+        Instr::Arith { dst, .. }
+        | Instr::Neg { dst, .. }
+        | Instr::Cast { dst, .. }
+        | Instr::Cmp { dst, .. }
+        | Instr::Present { dst, .. }
+        | Instr::And { dst, .. }
+        | Instr::Or { dst, .. }
+        | Instr::Not { dst, .. }
+        | Instr::Abs { dst, .. }
+        | Instr::Round { dst, .. }
+        | Instr::MinMax { dst, .. }
+        | Instr::Len { dst, .. }
+        | Instr::Case { dst, .. }
+        | Instr::StartsWith { dst, .. }
+        | Instr::Contains { dst, .. }
+        | Instr::If { dst, .. }
+        | Instr::Hash { dst, .. }
+        | Instr::Now { dst }
+        | Instr::InList { dst, .. }
+        | Instr::Copy { dst, .. } => *dst,
+    }
+}
+
+fn out_str(c: &mut Column) -> (&mut [StrRef], &mut Bitmap) {
+    match &mut c.data {
+        ColumnData::Str(v) => (v, &mut c.valid),
+        _ => unreachable!("register types fixed at compile time"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    op: CmpOp,
+    kind: CmpKind,
+    a: &Opnd,
+    b: &Opnd,
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    syms: &Interner,
+    o: &mut [bool],
+    m: &mut Bitmap,
+) {
+    use std::cmp::Ordering;
+    let test = move |ord: Ordering| match op {
+        CmpOp::Eq => ord == Ordering::Equal,
+        CmpOp::Ne => ord != Ordering::Equal,
+        CmpOp::Lt => ord == Ordering::Less,
+        CmpOp::Le => ord != Ordering::Greater,
+        CmpOp::Gt => ord == Ordering::Greater,
+        CmpOp::Ge => ord != Ordering::Less,
+    };
+    match kind {
+        CmpKind::I64 => num_src!(batch, temps, n, a, I64, i64, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            I64,
+            i64,
+            |y| kernels::compare(sel, &x, &y, o, m, |p: i64, q: i64| test(p.cmp(&q)))
+        )),
+        CmpKind::U64 => num_src!(batch, temps, n, a, U64, u64, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            U64,
+            u64,
+            |y| kernels::compare(sel, &x, &y, o, m, |p: u64, q: u64| test(p.cmp(&q)))
+        )),
+        CmpKind::I64U64 => num_src!(batch, temps, n, a, I64, i64, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            U64,
+            u64,
+            |y| {
+                kernels::compare(sel, &x, &y, o, m, |p: i64, q: u64| {
+                    test((p as i128).cmp(&(q as i128)))
+                })
+            }
+        )),
+        CmpKind::U64I64 => num_src!(batch, temps, n, a, U64, u64, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            I64,
+            i64,
+            |y| {
+                kernels::compare(sel, &x, &y, o, m, |p: u64, q: i64| {
+                    test((p as i128).cmp(&(q as i128)))
+                })
+            }
+        )),
+        CmpKind::F64 => num_src!(batch, temps, n, a, F64, f64, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            F64,
+            f64,
+            |y| {
+                // NaN compares false, `!=` included.
+                kernels::compare(sel, &x, &y, o, m, |p: f64, q: f64| {
+                    p.partial_cmp(&q).is_some_and(test)
+                })
+            }
+        )),
+        CmpKind::Bool => num_src!(batch, temps, n, a, Bool, bool, |x| num_src!(
+            batch,
+            temps,
+            n,
+            b,
+            Bool,
+            bool,
+            |y| kernels::compare(sel, &x, &y, o, m, |p: bool, q: bool| test(p.cmp(&q)))
+        )),
+        CmpKind::Text => {
+            // Symbol against a literal: one lookup per batch, then ids.
+            if let (Opnd::Reg(r), Opnd::Const(Const::Str(lit))) = (a, b)
+                && matches!(op, CmpOp::Eq | CmpOp::Ne)
+                && let (c, _) = reg_col(batch, temps, n, *r)
+                && let ColumnData::Sym(ids) = &c.data
+            {
+                let want = syms.lookup(lit);
+                let eq = op == CmpOp::Eq;
+                each!(sel, i, {
+                    o[i] = c.valid.get(i) && ((Some(ids[i]) == want) == eq);
+                    m.set(i, true);
+                });
+                return;
+            }
+            text_src!(batch, temps, n, syms, a, |x| text_src!(
+                batch,
+                temps,
+                n,
+                syms,
+                b,
+                |y| {
+                    kernels::compare_text(sel, &x, &y, o, m, |p: &[u8], q: &[u8]| test(p.cmp(q)))
+                }
+            ))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn min_max(
+    max: bool,
+    ty: NumTy,
+    args: &[Opnd],
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    out: &mut Column,
+) {
+    // Fold pairwise into the destination: first arg copied, then combined.
+    match ty {
+        NumTy::F64 => {
+            let (o, m) = kernels::out_f64(out);
+            num_src!(batch, temps, n, &args[0], F64, f64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+            for a in &args[1..] {
+                num_src!(batch, temps, n, a, F64, f64, |y| {
+                    each!(sel, i, {
+                        if m.get(i) && y.valid(i) {
+                            o[i] = if max {
+                                kernels::fmax(o[i], y.get(i))
+                            } else {
+                                kernels::fmin(o[i], y.get(i))
+                            };
+                        } else {
+                            m.set(i, false);
+                        }
+                    })
+                });
+            }
+        }
+        NumTy::I64 => {
+            let (o, m) = kernels::out_i64(out);
+            num_src!(batch, temps, n, &args[0], I64, i64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+            for a in &args[1..] {
+                num_src!(batch, temps, n, a, I64, i64, |y| {
+                    each!(sel, i, {
+                        if m.get(i) && y.valid(i) {
+                            o[i] = if max {
+                                o[i].max(y.get(i))
+                            } else {
+                                o[i].min(y.get(i))
+                            };
+                        } else {
+                            m.set(i, false);
+                        }
+                    })
+                });
+            }
+        }
+        NumTy::U64 => {
+            let (o, m) = kernels::out_u64(out);
+            num_src!(batch, temps, n, &args[0], U64, u64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+            for a in &args[1..] {
+                num_src!(batch, temps, n, a, U64, u64, |y| {
+                    each!(sel, i, {
+                        if m.get(i) && y.valid(i) {
+                            o[i] = if max {
+                                o[i].max(y.get(i))
+                            } else {
+                                o[i].min(y.get(i))
+                            };
+                        } else {
+                            m.set(i, false);
+                        }
+                    })
+                });
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn in_list(
+    kind: CmpKind,
+    a: &Opnd,
+    items: &[Const],
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    syms: &Interner,
+    o: &mut [bool],
+    m: &mut Bitmap,
+) {
+    match kind {
+        CmpKind::I64 => {
+            let v: Vec<i64> = items.iter().filter_map(Const::i64).collect();
+            num_src!(batch, temps, n, a, I64, i64, |x| each!(sel, i, {
+                o[i] = x.valid(i) && v.contains(&x.get(i));
+                m.set(i, true);
+            }))
+        }
+        CmpKind::U64 => {
+            let v: Vec<u64> = items.iter().filter_map(Const::u64).collect();
+            num_src!(batch, temps, n, a, U64, u64, |x| each!(sel, i, {
+                o[i] = x.valid(i) && v.contains(&x.get(i));
+                m.set(i, true);
+            }))
+        }
+        CmpKind::F64 => {
+            let v: Vec<f64> = items.iter().filter_map(Const::f64).collect();
+            num_src!(batch, temps, n, a, F64, f64, |x| each!(sel, i, {
+                o[i] = x.valid(i) && v.contains(&x.get(i));
+                m.set(i, true);
+            }))
+        }
+        CmpKind::Bool => {
+            let v: Vec<bool> = items.iter().filter_map(Const::bool).collect();
+            num_src!(batch, temps, n, a, Bool, bool, |x| each!(sel, i, {
+                o[i] = x.valid(i) && v.contains(&x.get(i));
+                m.set(i, true);
+            }))
+        }
+        _ => {
+            let v: Vec<&[u8]> = items.iter().filter_map(Const::text).collect();
+            text_src!(batch, temps, n, syms, a, |x| each!(sel, i, {
+                o[i] = x.valid(i) && v.contains(&x.get(i));
+                m.set(i, true);
+            }))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn if_select(
+    c: &Opnd,
+    a: &Opnd,
+    b: &Opnd,
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    syms: &Interner,
+    out: &mut Column,
+    arena: &mut Vec<u8>,
+) {
+    let cond = |i: usize| -> bool {
+        match c {
+            Opnd::Const(k) => k.bool().unwrap_or(false),
+            Opnd::Reg(r) => {
+                let (col, _) = reg_col(batch, temps, n, *r);
+                let ColumnData::Bool(v) = &col.data else {
+                    unreachable!()
+                };
+                col.valid.get(i) && v[i]
+            }
+        }
+    };
+    macro_rules! pick {
+        ($variant:ident, $getc:ident, $outf:path) => {{
+            let (o, m) = $outf(out);
+            num_src!(batch, temps, n, a, $variant, $getc, |x| num_src!(
+                batch,
+                temps,
+                n,
+                b,
+                $variant,
+                $getc,
+                |y| {
+                    each!(sel, i, {
+                        let (ok, v) = if cond(i) {
+                            (x.valid(i), x.get(i))
+                        } else {
+                            (y.valid(i), y.get(i))
+                        };
+                        if ok {
+                            o[i] = v;
+                        }
+                        m.set(i, ok);
+                    })
+                }
+            ))
+        }};
+    }
+    match out.ty {
+        FieldType::I64 | FieldType::Timestamp => pick!(I64, i64, kernels::out_i64),
+        FieldType::U64 => pick!(U64, u64, kernels::out_u64),
+        FieldType::F64 => pick!(F64, f64, kernels::out_f64),
+        FieldType::Bool => pick!(Bool, bool, kernels::out_bool),
+        FieldType::Symbol => {
+            // Both branches are symbols of this shard: pick ids.
+            let ColumnData::Sym(o) = &mut out.data else {
+                unreachable!()
+            };
+            let m = &mut out.valid;
+            let get = |op: &Opnd, i: usize| -> Option<u32> {
+                match op {
+                    Opnd::Reg(r) => {
+                        let (col, _) = reg_col(batch, temps, n, *r);
+                        let ColumnData::Sym(ids) = &col.data else {
+                            unreachable!()
+                        };
+                        col.valid.get(i).then(|| ids[i])
+                    }
+                    Opnd::Const(_) => None,
+                }
+            };
+            each!(sel, i, {
+                let v = if cond(i) { get(a, i) } else { get(b, i) };
+                if let Some(id) = v {
+                    o[i] = id;
+                }
+                m.set(i, v.is_some());
+            });
+        }
+        FieldType::Str => {
+            let (o, m) = out_str(out);
+            text_src!(batch, temps, n, syms, a, |x| text_src!(
+                batch,
+                temps,
+                n,
+                syms,
+                b,
+                |y| {
+                    each!(sel, i, {
+                        let (ok, s) = if cond(i) {
+                            (x.valid(i), x.get(i))
+                        } else {
+                            (y.valid(i), y.get(i))
+                        };
+                        if ok {
+                            let off = arena.len();
+                            arena.extend_from_slice(s);
+                            o[i] = StrRef {
+                                off: off as u32,
+                                len: s.len() as u32,
+                            };
+                        }
+                        m.set(i, ok);
+                    })
+                }
+            ))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy(
+    a: &Opnd,
+    sel: Sel<'_>,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    syms: &Interner,
+    out: &mut Column,
+    arena: &mut Vec<u8>,
+) {
+    match out.ty {
+        FieldType::I64 | FieldType::Timestamp => {
+            let (o, m) = kernels::out_i64(out);
+            num_src!(batch, temps, n, a, I64, i64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+        }
+        FieldType::U64 => {
+            let (o, m) = kernels::out_u64(out);
+            num_src!(batch, temps, n, a, U64, u64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+        }
+        FieldType::F64 => {
+            let (o, m) = kernels::out_f64(out);
+            num_src!(batch, temps, n, a, F64, f64, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+        }
+        FieldType::Bool => {
+            let (o, m) = kernels::out_bool(out);
+            num_src!(batch, temps, n, a, Bool, bool, |x| kernels::unary(
+                sel, &x, o, m, Some
+            ));
+        }
+        FieldType::Symbol => {
+            let ColumnData::Sym(o) = &mut out.data else {
+                unreachable!()
+            };
+            let Opnd::Reg(r) = a else {
+                unreachable!("symbol constants do not exist: literals are strings")
+            };
+            let (col, _) = reg_col(batch, temps, n, *r);
+            let ColumnData::Sym(ids) = &col.data else {
+                unreachable!()
+            };
+            each!(sel, i, {
+                o[i] = ids[i];
+                out.valid.set(i, col.valid.get(i));
+            });
+        }
+        FieldType::Str => {
+            let (o, m) = out_str(out);
+            text_src!(batch, temps, n, syms, a, |x| kernels::text_map(
+                sel,
+                &x,
+                o,
+                m,
+                arena,
+                |s, out| { out.extend_from_slice(s) }
+            ));
+        }
+    }
+}
+
+/// Appends the canonical bytes of operand `a` at row `i` (little-endian
+/// numbers, UTF-8 text, one byte for bools); false if it is null.
+#[allow(clippy::too_many_arguments)]
+fn canonical_bytes(
+    a: &Opnd,
+    t: FieldType,
+    i: usize,
+    batch: &Batch,
+    temps: &[Temp],
+    n: usize,
+    syms: &Interner,
+    buf: &mut Vec<u8>,
+) -> bool {
+    match a {
+        Opnd::Const(c) => match c {
+            Const::Null => false,
+            Const::I64(v) => {
+                buf.extend_from_slice(&v.to_le_bytes());
+                true
+            }
+            Const::U64(v) => {
+                buf.extend_from_slice(&v.to_le_bytes());
+                true
+            }
+            Const::F64(v) => {
+                buf.extend_from_slice(&v.to_le_bytes());
+                true
+            }
+            Const::Bool(v) => {
+                buf.push(*v as u8);
+                true
+            }
+            Const::Str(s) => {
+                buf.extend_from_slice(s);
+                true
+            }
+        },
+        Opnd::Reg(r) => {
+            let (c, arena) = reg_col(batch, temps, n, *r);
+            if !c.valid.get(i) {
+                return false;
+            }
+            let _ = t;
+            match &c.data {
+                ColumnData::I64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
+                ColumnData::U64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
+                ColumnData::F64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
+                ColumnData::Bool(v) => buf.push(v[i] as u8),
+                ColumnData::Sym(v) => buf.extend_from_slice(syms.resolve(v[i])),
+                ColumnData::Str(v) => buf.extend_from_slice(v[i].get(arena)),
+            }
+            true
+        }
+    }
+}

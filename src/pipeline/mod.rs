@@ -1,0 +1,100 @@
+//! The `.mts` pipeline language: parse, type-check, compile, run.
+//!
+//! [`parser`] turns text into an [`ast::Pipeline`]; [`compile`] types it
+//! against a source schema, the params, tables and sinks, producing a
+//! [`program::Chain`]; [`exec::Exec`] runs a chain a batch at a time over
+//! column slices; [`generation`] publishes compiled chains to the workers.
+//! Nothing here touches I/O or a clock: time arrives as `now_ns`.
+
+pub mod ast;
+pub mod compile;
+pub mod diag;
+pub mod exec;
+pub mod generation;
+pub mod kernels;
+pub mod lexer;
+pub mod parser;
+pub mod program;
+
+use crate::config::{Config, ParamValue};
+use diag::Diagnostic;
+use program::Chain;
+use std::sync::Arc;
+
+/// A pipeline compiled for every schema a source reads.
+#[derive(Debug)]
+pub struct Plan {
+    /// By schema index; `None` for schemas no source reads.
+    pub chains: Vec<Option<Arc<Chain>>>,
+    /// Constructs this version parses and checks but cannot run yet.
+    pub unsupported: Vec<String>,
+}
+
+/// A pipeline that does not compile, with its location rendered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{headline}")]
+pub struct PipelineError {
+    /// `file:line:col: message`.
+    pub headline: String,
+    /// The headline, the source line and a caret under the span.
+    pub rendered: String,
+}
+
+fn located(d: &Diagnostic, origin: &str, text: &str, first_line: usize) -> PipelineError {
+    let l = d.locate(origin, text, first_line);
+    PipelineError {
+        headline: l.headline(),
+        rendered: l.to_string(),
+    }
+}
+
+/// Compiles `text` (from `origin`, starting at line `first_line + 1`) for
+/// every source schema of `cfg`, with `params`.
+///
+/// # Errors
+/// The first syntax, name or type error, located in `origin`.
+pub fn compile_for(
+    cfg: &Config,
+    text: &str,
+    origin: &str,
+    first_line: usize,
+    params: &[(String, ParamValue)],
+) -> Result<Plan, PipelineError> {
+    let ast = parser::parse(text).map_err(|d| located(&d, origin, text, first_line))?;
+    let sinks: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
+    let mut chains = vec![None; cfg.schemas.len()];
+    let mut unsupported = Vec::new();
+    for si in cfg.source_schemas() {
+        let input = compile::CompileInput {
+            schema: &cfg.schemas[si],
+            params,
+            tables: &cfg.tables,
+            sinks: &sinks,
+        };
+        let c =
+            compile::compile(&ast, &input).map_err(|d| located(&d, origin, text, first_line))?;
+        for d in &c.unsupported {
+            let h = located(d, origin, text, first_line).headline;
+            if !unsupported.contains(&h) {
+                unsupported.push(h);
+            }
+        }
+        chains[si] = Some(Arc::new(c.chain));
+    }
+    Ok(Plan {
+        chains,
+        unsupported,
+    })
+}
+
+/// Compiles the config's own pipeline with its params.
+///
+/// # Errors
+/// As [`compile_for`].
+pub fn compile_config(cfg: &Config) -> Result<Plan, PipelineError> {
+    let p = &cfg.pipeline;
+    compile_for(cfg, &p.text, &p.origin, p.first_line, &cfg.params)
+}
+
+#[cfg(test)]
+mod tests;
