@@ -7,5 +7,9 @@
 
 pub mod codec;
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
+pub mod runtime;
+pub mod sink;
 pub mod sync;
+pub mod sys;

@@ -1,1 +1,487 @@
-fn main() {}
+//! The `mutstream` command: parse arguments, load the config, hand over to
+//! the library. Every error is one line on stderr and an exit code (SPEC
+//! §2): 0 success, 1 invalid config/pipeline or runtime error, 2 usage.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use mutstream::codec::Reason;
+use mutstream::config::{Config, SinkKind, Transport};
+use mutstream::runtime::Appliance;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "mutstream",
+    version,
+    about = "Single-node ingestion appliance with live-mutable pipelines"
+)]
+struct Cli {
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (the embedded default config without --config).
+    Run {
+        #[arg(long, env = "MUTSTREAM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Start from the config files, not the last applied generation.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Validate a config (and optionally a pipeline) and print the plan.
+    Check {
+        /// A pipeline file to check against --schema instead of the
+        /// config's own pipeline.
+        pipeline: Option<PathBuf>,
+        #[arg(long)]
+        config: PathBuf,
+        /// The source schema to check PIPELINE against.
+        #[arg(long)]
+        schema: Option<String>,
+    },
+    /// Appliance, load generator and scripted live mutations in one process.
+    Demo {
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        rate: Option<String>,
+    },
+    /// Run a pipeline on given records without sockets.
+    Test {
+        #[arg(num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Control-plane client.
+    Ctl {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print journal records.
+    Read {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Live terminal view.
+    Top {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Live records leaving a stage.
+    Tap {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("--log-level {level:?}: expected error, warn, info, debug or trace")
+    })?;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.with_target(false).init(),
+        LogFormat::Json => b.json().init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(e) = init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("mutstream: {e:#}");
+        return ExitCode::from(2);
+    }
+    let r = match cli.command {
+        Command::Run { config, fresh } => run(config.as_deref(), fresh),
+        Command::Check {
+            pipeline,
+            config,
+            schema,
+        } => check(&config, pipeline.as_deref(), schema.as_deref()),
+        Command::Demo { .. } => not_yet("demo"),
+        Command::Test { .. } => not_yet("test"),
+        Command::Ctl { .. } => not_yet("ctl"),
+        Command::Read { .. } => not_yet("read"),
+        Command::Top { .. } => not_yet("top"),
+        Command::Tap { .. } => not_yet("tap"),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mutstream: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn not_yet(cmd: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("mutstream: `mutstream {cmd}` is not yet supported in this version");
+    Ok(ExitCode::from(1))
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::embedded()),
+    }
+}
+
+fn check(config: &Path, pipeline: Option<&Path>, schema: Option<&str>) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let plan = match pipeline {
+        None => mutstream::pipeline::compile_config(&cfg),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            let Some(schema) = schema else {
+                anyhow::bail!(
+                    "check {}: give the schema it reads with --schema NAME",
+                    p.display()
+                );
+            };
+            let Some(si) = cfg.schemas.iter().position(|s| s.name == schema) else {
+                let names: Vec<&str> = cfg.schemas.iter().map(|s| s.name.as_str()).collect();
+                anyhow::bail!(
+                    "--schema {schema}: not a schema of {} (schemas: {})",
+                    config.display(),
+                    names.join(", ")
+                );
+            };
+            let mut only = cfg.clone();
+            for s in &mut only.sources {
+                s.schema = si;
+            }
+            mutstream::pipeline::compile_for(&only, &text, &p.display().to_string(), 0, &cfg.params)
+        }
+    };
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}", e.rendered);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print!("{}", describe(&cfg, &plan, pipeline));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan `check` prints.
+fn describe(cfg: &Config, plan: &mutstream::pipeline::Plan, pipeline: Option<&Path>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let rt = &cfg.runtime;
+    let _ = writeln!(s, "config {}: valid", cfg.origin);
+    let _ = writeln!(
+        s,
+        "runtime: {} shard{}{}, batch_max {}, ring_capacity {}, idle {:?}",
+        rt.shards,
+        if rt.shards == 1 { "" } else { "s" },
+        if rt.pin { " (pinned)" } else { "" },
+        rt.batch_max,
+        rt.ring_capacity,
+        rt.idle
+    );
+    for src in &cfg.sources {
+        let _ = writeln!(
+            s,
+            "source {}: {} {} framing={} format={} schema={}",
+            src.name,
+            if src.transport == Transport::Udp {
+                "udp"
+            } else {
+                "tcp"
+            },
+            src.listen,
+            src.framing.name(),
+            src.decoder.format.name(),
+            cfg.schemas[src.schema].name
+        );
+    }
+    for k in &cfg.sinks {
+        let _ = writeln!(
+            s,
+            "sink {}: {}{}",
+            k.name,
+            k.kind.name(),
+            k.path
+                .as_ref()
+                .map_or(String::new(), |p| format!(" {}", p.display()))
+        );
+    }
+    let origin = pipeline.map_or(cfg.pipeline.origin.clone(), |p| p.display().to_string());
+    for (si, chain) in plan.chains.iter().enumerate() {
+        let Some(chain) = chain else { continue };
+        let _ = writeln!(s, "pipeline {origin} for schema {}:", cfg.schemas[si].name);
+        for st in &chain.stages {
+            let _ = writeln!(s, "  {} ({}): {}", st.name, st.word, st.text);
+            let _ = writeln!(s, "      in:  {}", st.input.describe());
+            if st.output != st.input {
+                let _ = writeln!(s, "      out: {}", st.output.describe());
+            }
+            if !st.sinks.is_empty() {
+                let _ = writeln!(s, "      to:  {}", st.sinks.join(", "));
+            }
+        }
+    }
+    let notices: Vec<&String> = cfg.notices.iter().chain(plan.unsupported.iter()).collect();
+    if !notices.is_empty() {
+        let _ = writeln!(
+            s,
+            "not yet supported in this version (check passes; run refuses these):"
+        );
+        for n in notices {
+            let _ = writeln!(s, "  - {n}");
+        }
+    }
+    s
+}
+
+fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load(path)?;
+    let _ = fresh; // Generations are not persisted yet: every start is fresh.
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone()).context("cannot install signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("cannot install signal handlers")?;
+    let shutdown_timeout = cfg.runtime.shutdown_timeout;
+    let mut app = Appliance::start(cfg)?;
+    for src in &app.config().sources {
+        let addr = app.local_addr(&src.name).expect("every source is bound");
+        let transport = if src.transport == Transport::Udp {
+            "udp"
+        } else {
+            "tcp"
+        };
+        tracing::info!(
+            "source {} listening on {transport} {addr} ({}, {})",
+            src.name,
+            src.framing.name(),
+            src.decoder.format.name()
+        );
+    }
+    for k in &app.config().sinks {
+        if k.kind == SinkKind::File {
+            tracing::info!(
+                "sink {} writing {}",
+                k.name,
+                k.path.as_ref().expect("file sinks have a path").display()
+            );
+        }
+    }
+    tracing::info!(
+        "running generation 1 on {} shard{}; SIGHUP reloads the pipeline, SIGINT/SIGTERM stop",
+        app.config().runtime.shards,
+        if app.config().runtime.shards == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    let mut reporter = BadRecordReporter::default();
+    let mut last_report = Instant::now();
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(&mut app, path);
+        }
+        if app.failed_worker() {
+            tracing::error!("a shard worker stopped unexpectedly; shutting down");
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            reporter.report(&app);
+            app.reclaim();
+        }
+    }
+    reporter.report(&app);
+    tracing::info!(
+        "stopping: draining batches and sink rings (deadline {:?})",
+        shutdown_timeout
+    );
+    let summary = app.shutdown(shutdown_timeout);
+    eprint!("{}", summary.render());
+    Ok(if summary.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// SIGHUP: re-read the config; pipeline and params changes become a new
+/// generation; anything else is reported as needing a restart.
+fn reload(app: &mut Appliance, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: running on the embedded config; nothing to reload");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("SIGHUP: {e}; keeping generation {}", app.generation());
+            return;
+        }
+    };
+    let old = app.config();
+    let mut restart = Vec::new();
+    if new.runtime.shards != old.runtime.shards {
+        restart.push("[runtime] shards");
+    }
+    let src_key = |c: &Config| {
+        c.sources
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{:?}/{}/{}/{}",
+                    s.name,
+                    s.transport,
+                    s.listen,
+                    s.framing.name(),
+                    s.decoder.format.name()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    if src_key(&new) != src_key(old) || new.schemas != old.schemas {
+        restart.push("sources or schemas");
+    }
+    let sink_key = |c: &Config| {
+        c.sinks
+            .iter()
+            .map(|s| format!("{}/{:?}/{:?}", s.name, s.kind, s.path))
+            .collect::<Vec<_>>()
+    };
+    if sink_key(&new) != sink_key(old) {
+        restart.push("sinks");
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "SIGHUP: changes to {} require a restart and are ignored",
+            restart.join(", ")
+        );
+    }
+    // Compile against the running config's sources and sinks.
+    let p = &new.pipeline;
+    let plan = match mutstream::pipeline::compile_for(
+        old,
+        &p.text,
+        &p.origin,
+        p.first_line,
+        &new.params,
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(
+                "SIGHUP: {}; keeping generation {}",
+                e.headline,
+                app.generation()
+            );
+            return;
+        }
+    };
+    if let Some(u) = plan.unsupported.first() {
+        tracing::error!("SIGHUP: {u}; keeping generation {}", app.generation());
+        return;
+    }
+    match app.publish(plan) {
+        Ok(id) => match app.wait_acked(id, Duration::from_secs(5)) {
+            Ok(d) => tracing::info!(
+                "SIGHUP: generation {id} (author sighup) runs on every shard, acknowledged in {:?}",
+                d
+            ),
+            Err(late) => tracing::error!(
+                "SIGHUP: generation {id} published, shards {late:?} have not acknowledged it within 5 s"
+            ),
+        },
+        Err(e) => tracing::error!("SIGHUP: {e}"),
+    }
+}
+
+/// Logs one line per source with new bad records since the last report,
+/// with the most recent sample.
+#[derive(Default)]
+struct BadRecordReporter {
+    seen: Vec<[u64; Reason::COUNT]>,
+}
+
+impl BadRecordReporter {
+    fn report(&mut self, app: &Appliance) {
+        let m = app.metrics();
+        let cfg = app.config();
+        self.seen.resize(cfg.sources.len(), [0; Reason::COUNT]);
+        let samples: Vec<_> = m.shards.iter().flat_map(|s| s.samples.read()).collect();
+        for (i, src) in cfg.sources.iter().enumerate() {
+            let mut parts = Vec::new();
+            let mut total = 0;
+            for r in Reason::ALL {
+                let n = m.sum(|s| s.sources[i].rejects[r.index()].get());
+                let d = n - self.seen[i][r.index()];
+                self.seen[i][r.index()] = n;
+                if d > 0 {
+                    total += d;
+                    parts.push(format!("{r}: {d}"));
+                }
+            }
+            if total == 0 {
+                continue;
+            }
+            let last = samples
+                .iter()
+                .filter(|b| b.source == i)
+                .max_by_key(|b| b.at_ns)
+                .map(|b| {
+                    let field = b.field.map_or(String::new(), |f| {
+                        format!(
+                            " at field {}",
+                            cfg.schemas[src.schema]
+                                .fields
+                                .get(f as usize)
+                                .map_or("?", |x| x.name.as_str())
+                        )
+                    });
+                    format!(
+                        "; last: {}{field}: {:?}{}",
+                        b.reason,
+                        String::from_utf8_lossy(&b.bytes),
+                        if b.truncated { "..." } else { "" }
+                    )
+                })
+                .unwrap_or_default();
+            tracing::warn!(
+                "source {}: {total} bad records dropped ({}){last}",
+                src.name,
+                parts.join(", ")
+            );
+        }
+    }
+}

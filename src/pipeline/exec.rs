@@ -26,6 +26,15 @@ pub struct ExecCounters {
     pub stage_out: Vec<u64>,
 }
 
+/// What one `run` did, for the shard's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Records removed by `filter` stages.
+    pub filtered: u64,
+    pub overflow: u64,
+    pub div_zero: u64,
+}
+
 /// A temporary register: a column and the arena its strings live in.
 #[derive(Debug, Default)]
 struct Temp {
@@ -117,8 +126,10 @@ impl Exec {
         symbols: &Interner,
         now_ns: i64,
         out: &mut impl Emit,
-    ) {
+    ) -> RunStats {
         debug_assert_eq!(chain.n_inputs, batch.cols.len());
+        let (overflow0, div_zero0) = (self.counters.overflow, self.counters.div_zero);
+        let mut filtered = 0u64;
         for t in &mut self.temps {
             t.arena.clear();
         }
@@ -154,6 +165,7 @@ impl Exec {
                 Action::None => {}
                 Action::Filter { pred } => {
                     self.narrow(pred, batch, chain.n_inputs, &mut all, n, true);
+                    filtered += (sel_len - self.sel.len()) as u64;
                 }
                 Action::Route { pred, emit } => {
                     // Matching rows go out; the rest continue.
@@ -217,6 +229,11 @@ impl Exec {
             }
             let after = if all { n } else { self.sel.len() };
             self.counters.stage_out[step.stage] += after as u64;
+        }
+        RunStats {
+            filtered,
+            overflow: self.counters.overflow - overflow0,
+            div_zero: self.counters.div_zero - div_zero0,
         }
     }
 

@@ -180,11 +180,16 @@ impl Parser<'_> {
         if !self.at_stage_end() {
             return Err(self.unexpected("the end of the stage (`|` or a new line with a label)"));
         }
-        let text = self.toks[op_tok..self.pos]
-            .iter()
-            .map(|t| &self.src[t.span.start..t.span.end])
-            .collect::<Vec<_>>()
-            .join(" ");
+        // Whitespace and comments between tokens collapse to one space.
+        let mut text = String::new();
+        let mut prev_end = None;
+        for t in &self.toks[op_tok..self.pos] {
+            if prev_end.is_some_and(|e| e < t.span.start) {
+                text.push(' ');
+            }
+            text.push_str(&self.src[t.span.start..t.span.end]);
+            prev_end = Some(t.span.end);
+        }
         Ok(Stage {
             labelled: label.is_some(),
             name: label.unwrap_or_else(|| format!("s{position}")),

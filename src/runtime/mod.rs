@@ -1,0 +1,582 @@
+//! The appliance: sockets, shard workers, sink threads, generations, and
+//! an orderly stop.
+//!
+//! [`Appliance::start`] validates everything that can fail before any
+//! thread starts reading: the pipeline compiles, every sink opens, every
+//! address is claimed and bound (a second appliance on the same address
+//! fails with "address in use"), every worker creates its io_uring and
+//! buffer rings. Then the control thread (the caller) owns the
+//! [`Publisher`] and may publish generations; [`Appliance::shutdown`]
+//! drains everything in order: workers stop reading and flush, then sinks
+//! drain their rings and flush.
+
+pub mod bufring;
+pub mod ring;
+pub mod worker;
+
+use crate::config::{Config, SinkKind, Transport};
+use crate::metrics::Metrics;
+use crate::pipeline::generation::{PublishError, Publisher, Reader};
+use crate::pipeline::{PipelineError, Plan};
+use crate::sink::Lifecycle;
+use crate::sync::Arc;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use worker::{GenValue, ShardExec, SourceRt, Worker, WorkerSetup};
+
+/// Why the appliance could not start: one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("source {name:?}: cannot listen on {transport} {addr}: {msg}")]
+    Listen {
+        name: String,
+        transport: &'static str,
+        addr: SocketAddr,
+        msg: String,
+    },
+    #[error("{0}")]
+    Sink(std::io::Error),
+    #[error("{0}")]
+    Worker(#[from] worker::WorkerError),
+}
+
+/// Counts at the end of a run, for the summary and for tests.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub elapsed: Duration,
+    /// Per source: (name, records decoded, rejects, kernel drops, truncated datagrams).
+    pub sources: Vec<SourceSummary>,
+    pub chain_in: u64,
+    pub filtered: u64,
+    /// Per sink: (name, records written, dropped on full, dropped on error).
+    pub sinks: Vec<SinkSummary>,
+    /// Everything drained before the deadline.
+    pub clean: bool,
+    /// What was left when it did not.
+    pub left: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceSummary {
+    pub name: String,
+    pub records: u64,
+    pub rejects: Vec<(crate::codec::Reason, u64)>,
+    pub kernel_drops: u64,
+    pub udp_truncated: u64,
+    pub connections: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SinkSummary {
+    pub name: String,
+    pub emitted: u64,
+    pub written: u64,
+    pub dropped_full: u64,
+    pub dropped_error: u64,
+    pub dropped_shutdown: u64,
+}
+
+impl Summary {
+    /// The summary printed on exit.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "mutstream: stopped after {:.1} s",
+            self.elapsed.as_secs_f64()
+        );
+        for src in &self.sources {
+            let bad: u64 = src.rejects.iter().map(|r| r.1).sum();
+            let _ = write!(
+                s,
+                "  source {}: {} records, {} bad",
+                src.name, src.records, bad
+            );
+            if src.kernel_drops > 0 || src.udp_truncated > 0 {
+                let _ = write!(
+                    s,
+                    ", {} kernel drops, {} truncated datagrams",
+                    src.kernel_drops, src.udp_truncated
+                );
+            }
+            if src.connections > 0 {
+                let _ = write!(s, ", {} connections", src.connections);
+            }
+            if bad > 0 {
+                let parts: Vec<String> = src
+                    .rejects
+                    .iter()
+                    .filter(|r| r.1 > 0)
+                    .map(|(r, n)| format!("{r}: {n}"))
+                    .collect();
+                let _ = write!(s, " ({})", parts.join(", "));
+            }
+            s.push('\n');
+        }
+        let _ = writeln!(
+            s,
+            "  pipeline: {} records in, {} filtered out",
+            self.chain_in, self.filtered
+        );
+        for k in &self.sinks {
+            let _ = write!(s, "  sink {}: {} records written", k.name, k.written);
+            if k.dropped_full + k.dropped_error + k.dropped_shutdown > 0 {
+                let _ = write!(
+                    s,
+                    ", dropped: {} ring full, {} write errors, {} at shutdown",
+                    k.dropped_full, k.dropped_error, k.dropped_shutdown
+                );
+            }
+            s.push('\n');
+        }
+        for l in &self.left {
+            let _ = writeln!(s, "  not drained: {l}");
+        }
+        s
+    }
+}
+
+/// A running appliance.
+pub struct Appliance {
+    config: Config,
+    metrics: Arc<Metrics>,
+    life: Arc<Lifecycle>,
+    publisher: Publisher<GenValue, ShardExec>,
+    wake_fds: Vec<OwnedFd>,
+    workers: Vec<JoinHandle<Result<(), worker::WorkerError>>>,
+    sink_threads: Vec<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+    _claims: Vec<OwnedFd>,
+    next_generation: u64,
+    started: Instant,
+}
+
+fn unsupported(cfg: &Config, plan: &Plan) -> Option<String> {
+    if let Some(u) = plan.unsupported.first() {
+        return Some(u.clone());
+    }
+    for s in &cfg.sinks {
+        if matches!(s.kind, SinkKind::Journal | SinkKind::Tcp | SinkKind::Udp) {
+            return Some(format!(
+                "{}:{}: sink {:?}: kind = {:?} is not yet supported in this version (use \"file\", \"stdout\" or \"blackhole\")",
+                cfg.origin,
+                s.line,
+                s.name,
+                s.kind.name()
+            ));
+        }
+    }
+    None
+}
+
+impl Appliance {
+    /// Starts the appliance on `config`.
+    ///
+    /// # Errors
+    /// Any failure before data can flow, as one line: the pipeline, an
+    /// unsupported feature, a busy address, a sink that will not open, a
+    /// kernel without the io_uring features needed.
+    pub fn start(config: Config) -> Result<Appliance, StartError> {
+        let plan = crate::pipeline::compile_config(&config)?;
+        if let Some(u) = unsupported(&config, &plan) {
+            return Err(StartError::Unsupported(u));
+        }
+        let rt = &config.runtime;
+        let shards = rt.shards;
+        let metrics = Arc::new(Metrics::new(
+            shards,
+            config.sources.len(),
+            config.sinks.len(),
+        ));
+        let life = Arc::new(Lifecycle::default());
+
+        // Sockets first: a busy address should fail before anything runs.
+        let mut claims = Vec::new();
+        let mut addrs = Vec::new();
+        let mut per_shard: Vec<Vec<(usize, OwnedFd)>> = (0..shards).map(|_| Vec::new()).collect();
+        for (si, s) in config.sources.iter().enumerate() {
+            let transport = if s.transport == Transport::Udp {
+                "udp"
+            } else {
+                "tcp"
+            };
+            let fail = |addr: SocketAddr, e: std::io::Error| StartError::Listen {
+                name: s.name.clone(),
+                transport,
+                addr,
+                msg: if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "address in use (another process, or another mutstream, listens there)".into()
+                } else {
+                    e.to_string()
+                },
+            };
+            if s.listen.port() != 0 {
+                claims.push(
+                    crate::sys::claim_address(transport, &s.listen)
+                        .map_err(|e| fail(s.listen, e))?,
+                );
+            }
+            let mut addr = s.listen;
+            for (k, list) in per_shard.iter_mut().enumerate() {
+                let fd = match s.transport {
+                    Transport::Udp => crate::sys::udp_socket(&addr, s.rcvbuf_bytes),
+                    Transport::Tcp => crate::sys::tcp_listener(&addr, s.rcvbuf_bytes),
+                }
+                .map_err(|e| fail(addr, e))?;
+                if k == 0 {
+                    addr = crate::sys::local_addr(fd.as_raw_fd()).map_err(|e| fail(addr, e))?;
+                    if s.listen.port() == 0 {
+                        claims.push(
+                            crate::sys::claim_address(transport, &addr)
+                                .map_err(|e| fail(addr, e))?,
+                        );
+                    }
+                }
+                list.push((si, fd));
+            }
+            addrs.push(addr);
+        }
+
+        let (ports, sink_threads) = crate::sink::start(
+            &config.sinks,
+            shards,
+            rt.ring_capacity,
+            rt.batch_max,
+            &metrics,
+            &life,
+        )
+        .map_err(StartError::Sink)?;
+
+        let value = GenValue {
+            chains: plan.chains,
+        };
+        let states = (0..shards)
+            .map(|_| ShardExec::for_generation(&value, rt.batch_max))
+            .collect();
+        let publisher = Publisher::new(shards, 1, value, states, rt.max_live_generations as usize);
+
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        if rt.pin && cores.len() < shards {
+            tracing::warn!(
+                shards,
+                cores = cores.len(),
+                "fewer cores than shards: shards {}.. run unpinned",
+                cores.len()
+            );
+        }
+        let mut wake_fds = Vec::new();
+        let mut workers = Vec::new();
+        let mut ports = ports.into_iter();
+        let mut per_shard = per_shard.into_iter();
+        let (ready_tx, ready_rx) =
+            crossbeam::channel::bounded::<Result<(), worker::WorkerError>>(shards);
+        for k in 0..shards {
+            let wake = crate::sys::eventfd().map_err(|e| {
+                StartError::Worker(worker::WorkerError {
+                    shard: k,
+                    msg: format!("eventfd: {e}"),
+                })
+            })?;
+            let sources = config
+                .sources
+                .iter()
+                .map(|s| {
+                    let schema = &config.schemas[s.schema];
+                    SourceRt {
+                        name: s.name.clone(),
+                        transport: s.transport,
+                        framing: s.framing,
+                        format: s.decoder.format,
+                        schema: s.schema,
+                        record_size: schema.size.unwrap_or(0) as usize,
+                        max_frame: s.max_frame,
+                        max_connections: s.max_connections,
+                        idle_timeout_ns: s.idle_timeout.map(|d| d.as_nanos() as u64),
+                        decoder: crate::codec::Decoder::new(&s.decoder, schema),
+                        conns: 0,
+                    }
+                })
+                .collect();
+            let setup = WorkerSetup {
+                shard: k,
+                core: if rt.pin { cores.get(k).copied() } else { None },
+                sockets: per_shard.next().expect("one socket list per shard"),
+                sources,
+                schemas: config.schemas.clone(),
+                reader: Reader::new(publisher.cell(), k),
+                ports: ports.next().expect("one port list per shard"),
+                metrics: metrics.clone(),
+                life: life.clone(),
+                wake_fd: wake.as_raw_fd(),
+                batch_max: rt.batch_max,
+                idle: rt.idle,
+                max_symbols: rt.max_symbols,
+                recv_buffers: rt.recv_buffers,
+                recv_buffer_size: rt.recv_buffer_size,
+            };
+            wake_fds.push(wake);
+            let ready = ready_tx.clone();
+            let metrics_w = metrics.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("mutstream-w{k}"))
+                .spawn(move || {
+                    crate::sys::block_control_signals();
+                    if let Some(c) = setup.core {
+                        core_affinity::set_for_current(c);
+                    }
+                    metrics_w.shards[k]
+                        .tid
+                        .store(crate::sys::gettid(), Ordering::Relaxed);
+                    match Worker::new(setup) {
+                        Ok(w) => {
+                            let _ = ready.send(Ok(()));
+                            w.run()
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let _ = ready.send(Err(e));
+                            Err(worker::WorkerError { shard: k, msg })
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    StartError::Worker(worker::WorkerError {
+                        shard: k,
+                        msg: format!("cannot start thread: {e}"),
+                    })
+                })?;
+            workers.push(h);
+        }
+        let mut app = Appliance {
+            config,
+            metrics,
+            life,
+            publisher,
+            wake_fds,
+            workers,
+            sink_threads,
+            addrs,
+            _claims: claims,
+            next_generation: 2,
+            started: Instant::now(),
+        };
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    app.abort();
+                    return Err(StartError::Worker(e));
+                }
+                Err(_) => {
+                    app.abort();
+                    return Err(StartError::Unsupported(
+                        "a worker exited during startup".into(),
+                    ));
+                }
+            }
+        }
+        Ok(app)
+    }
+
+    /// Stops everything after a failed start.
+    fn abort(&mut self) {
+        self.life.stop.store(true, Ordering::Release);
+        self.life.abandon.store(true, Ordering::Release);
+        self.wake_all();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        self.life.workers_done.store(true, Ordering::Release);
+        for h in self.sink_threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The bound address of source `name` (resolves port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        let i = self.config.sources.iter().position(|s| s.name == name)?;
+        Some(self.addrs[i])
+    }
+
+    fn wake_all(&self) {
+        for fd in &self.wake_fds {
+            crate::sys::eventfd_signal(fd.as_raw_fd());
+        }
+    }
+
+    /// The generation the appliance runs (the latest published).
+    pub fn generation(&self) -> u64 {
+        self.publisher.latest().id
+    }
+
+    /// The generation each shard has acknowledged.
+    pub fn acks(&self) -> Vec<u64> {
+        self.publisher.acks()
+    }
+
+    /// Publishes `plan` as the next generation and wakes parked workers;
+    /// returns its id. Working memory for every shard is built here, off
+    /// the hot path.
+    ///
+    /// # Errors
+    /// Too many generations still held by shards.
+    pub fn publish(&mut self, plan: Plan) -> Result<u64, PublishError> {
+        let id = self.next_generation;
+        let value = GenValue {
+            chains: plan.chains,
+        };
+        let states = (0..self.config.runtime.shards)
+            .map(|_| ShardExec::for_generation(&value, self.config.runtime.batch_max))
+            .collect();
+        self.publisher.publish(id, value, states)?;
+        self.next_generation += 1;
+        self.wake_all();
+        Ok(id)
+    }
+
+    /// Waits until every shard runs generation `id` (or a later one);
+    /// returns how long that took, or the shards that did not.
+    pub fn wait_acked(&mut self, id: u64, timeout: Duration) -> Result<Duration, Vec<usize>> {
+        let t0 = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if self.publisher.all_acked(id) {
+                let d = t0.elapsed();
+                self.publisher.reclaim();
+                return Ok(d);
+            }
+            if t0.elapsed() > timeout {
+                return Err(self.publisher.laggards(id));
+            }
+            spins += 1;
+            if spins > 100 {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Frees generations no shard holds any more.
+    pub fn reclaim(&mut self) -> usize {
+        self.publisher.reclaim()
+    }
+
+    /// Whether a worker has exited (it only does so on a fatal error
+    /// before shutdown).
+    pub fn failed_worker(&self) -> bool {
+        self.workers.iter().any(JoinHandle::is_finished) && !self.life.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops reading, drains every batch and ring, flushes every sink.
+    /// Within `timeout` nothing accepted is lost; after it, blocked workers
+    /// drop what they hold (counted) and the summary says what was left.
+    pub fn shutdown(mut self, timeout: Duration) -> Summary {
+        let deadline = Instant::now() + timeout;
+        self.life.stop.store(true, Ordering::Release);
+        self.wake_all();
+        let mut left = Vec::new();
+        let mut errors = Vec::new();
+        let mut abandoned = false;
+        while self.workers.iter().any(|h| !h.is_finished()) {
+            if Instant::now() > deadline && !abandoned {
+                abandoned = true;
+                self.life.abandon.store(true, Ordering::Release);
+                left.push(
+                    "shards were still waiting for sink ring space at the deadline".to_string(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for h in self.workers.drain(..) {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push("a shard worker panicked".into()),
+            }
+        }
+        // Pairs with the sink threads' Acquire: every batch a worker pushed
+        // is visible to a sink that sees `workers_done`.
+        self.life.workers_done.store(true, Ordering::Release);
+        let sink_deadline = deadline.max(Instant::now() + Duration::from_millis(100));
+        while self.sink_threads.iter().any(|h| !h.is_finished()) {
+            if Instant::now() > sink_deadline {
+                left.push("a sink could not finish writing (stuck output?)".to_string());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let done: Vec<JoinHandle<()>> = self.sink_threads.drain(..).collect();
+        for h in done {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        left.extend(errors);
+        let mut s = self.summary();
+        s.clean = left.is_empty();
+        s.left = left;
+        s
+    }
+
+    /// Counts so far.
+    pub fn summary(&self) -> Summary {
+        let m = &self.metrics;
+        let sources = self
+            .config
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SourceSummary {
+                name: s.name.clone(),
+                records: m.sum(|x| x.sources[i].records.get()),
+                rejects: crate::codec::Reason::ALL
+                    .iter()
+                    .map(|r| (*r, m.sum(|x| x.sources[i].rejects[r.index()].get())))
+                    .collect(),
+                kernel_drops: m.sum(|x| x.sources[i].kernel_drops.get()),
+                udp_truncated: m.sum(|x| x.sources[i].udp_truncated.get()),
+                connections: m.sum(|x| x.sources[i].conns_accepted.get()),
+            })
+            .collect();
+        let sinks = self
+            .config
+            .sinks
+            .iter()
+            .enumerate()
+            .map(|(i, k)| SinkSummary {
+                name: k.name.clone(),
+                emitted: m.sum(|x| x.sinks[i].emitted.get()),
+                written: m.sinks[i].records.get(),
+                dropped_full: m.sum(|x| x.sinks[i].dropped_full.get()),
+                dropped_error: m.sinks[i].dropped_error.get(),
+                dropped_shutdown: m.sum(|x| x.sinks[i].dropped_shutdown.get()),
+            })
+            .collect();
+        Summary {
+            elapsed: self.started.elapsed(),
+            sources,
+            chain_in: m.sum(|x| x.chain_in.get()),
+            filtered: m.sum(|x| x.filtered.get()),
+            sinks,
+            clean: true,
+            left: Vec::new(),
+        }
+    }
+}

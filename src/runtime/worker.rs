@@ -1,0 +1,922 @@
+//! The shard worker: one pinned thread, one io_uring, its sockets, batches,
+//! chain state and sink ports.
+//!
+//! Loop: enter the kernel (submit, run completions; park if idle), reap
+//! completions, frame and decode each receive straight out of its provided
+//! buffer into the schema's batch, give the buffer back, and run the chain
+//! on each non-empty batch (also whenever one fills). The generation is
+//! checked before each batch runs, so every batch is processed by exactly
+//! one generation.
+//!
+//! Hot-path rules: no allocation, lock, blocking syscall or log line per
+//! record; counters are single-writer; the only syscall is
+//! `io_uring_enter`.
+
+use super::bufring::BufRing;
+use super::ring::{CONTROL_LEN, Kind, Ring, Tag, is_final};
+use crate::codec::frame::{self, Event, LineScan, Status, StreamFramer, StreamKind};
+use crate::codec::{Batch, DecodeCx, Decoder, Format, Framing, Interner, Reason, Reject, Schema};
+use crate::config::{Idle, Transport};
+use crate::metrics::{ShardMetrics, SourceCounters};
+use crate::pipeline::exec::Exec;
+use crate::pipeline::generation::Reader;
+use crate::pipeline::program::Chain;
+use crate::sink::{Emitter, Lifecycle, SinkPort};
+use crate::sync::Arc;
+use io_uring::cqueue;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+
+/// What a generation holds: one compiled chain per schema index.
+pub struct GenValue {
+    pub chains: Vec<Option<Arc<Chain>>>,
+}
+
+/// A shard's working memory for a generation: one `Exec` per chain.
+pub struct ShardExec {
+    pub execs: Vec<Option<Exec>>,
+}
+
+impl ShardExec {
+    /// Working memory for every chain of `g`.
+    pub fn for_generation(g: &GenValue, batch_max: usize) -> ShardExec {
+        ShardExec {
+            execs: g
+                .chains
+                .iter()
+                .map(|c| c.as_ref().map(|c| Exec::new(c, batch_max)))
+                .collect(),
+        }
+    }
+}
+
+pub type GenReader = Reader<GenValue, ShardExec>;
+
+/// A source as a worker runs it.
+pub struct SourceRt {
+    pub name: String,
+    pub transport: Transport,
+    pub framing: Framing,
+    pub format: Format,
+    pub schema: usize,
+    pub record_size: usize,
+    pub max_frame: usize,
+    pub max_connections: u32,
+    pub idle_timeout_ns: Option<u64>,
+    pub decoder: Decoder,
+    /// Open connections on this shard.
+    pub conns: u32,
+}
+
+impl SourceRt {
+    fn stream_kind(&self) -> StreamKind {
+        match self.framing {
+            Framing::Newline => StreamKind::Newline(LineScan::for_format(self.format)),
+            Framing::Fixed => StreamKind::Fixed {
+                size: self.record_size,
+            },
+            Framing::Len16Be => StreamKind::Len16Be {
+                size: self.record_size,
+            },
+            Framing::Len32Le => StreamKind::Len32Le {
+                size: self.record_size,
+            },
+            Framing::Datagram => unreachable!("datagram framing is UDP only (config)"),
+        }
+    }
+}
+
+/// Everything a worker needs, assembled by the appliance.
+pub struct WorkerSetup {
+    pub shard: usize,
+    pub core: Option<core_affinity::CoreId>,
+    /// (source index, socket) pairs bound for this shard.
+    pub sockets: Vec<(usize, OwnedFd)>,
+    pub sources: Vec<SourceRt>,
+    pub schemas: Vec<Arc<Schema>>,
+    pub reader: GenReader,
+    pub ports: Vec<SinkPort>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub life: Arc<Lifecycle>,
+    pub wake_fd: RawFd,
+    pub batch_max: usize,
+    pub idle: Idle,
+    pub max_symbols: u32,
+    pub recv_buffers: u32,
+    pub recv_buffer_size: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    /// A multishot receive is armed.
+    Reading,
+    /// The receive ended for lack of buffers; re-arm after recycling.
+    NeedsRearm,
+    /// A cancel was sent (idle timeout or shutdown).
+    Cancelling,
+    Free,
+}
+
+struct Conn {
+    fd: RawFd,
+    source: usize,
+    gen_id: u32,
+    framer: StreamFramer,
+    last_ns: u64,
+    state: ConnState,
+    timed_out: bool,
+}
+
+struct Listener {
+    fd: OwnedFd,
+    source: usize,
+    armed: bool,
+}
+
+struct UdpSock {
+    fd: OwnedFd,
+    source: usize,
+    hdr: usize,
+    armed: bool,
+    needs_rearm: bool,
+    /// Last cumulative SO_RXQ_OVFL value seen.
+    ovfl: u32,
+}
+
+/// Batches, chain state and sink ports: everything decoding feeds.
+struct Engine {
+    shard: usize,
+    batches: Vec<Option<Batch>>,
+    schemas: Vec<Arc<Schema>>,
+    symbols: Interner,
+    reader: GenReader,
+    ports: Vec<SinkPort>,
+    metrics: Arc<crate::metrics::Metrics>,
+    life: Arc<Lifecycle>,
+    last_sample_ns: u64,
+}
+
+impl Engine {
+    fn m(&self) -> &ShardMetrics {
+        &self.metrics.shards[self.shard]
+    }
+
+    /// Moves to the latest generation if one was published. Between
+    /// batches only.
+    #[inline]
+    fn check_generation(&mut self) {
+        if self.reader.changed() {
+            self.switch_generation();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn switch_generation(&mut self) {
+        self.reader.switch();
+        let id = self.reader.current().id;
+        let m = &self.metrics.shards[self.shard];
+        m.generation.set(id);
+        m.generation_switches.add(1);
+    }
+
+    /// Runs the chain on schema `s`'s batch, if it holds records.
+    #[inline]
+    fn flush(&mut self, s: usize, now_ns: u64) {
+        match self.batches[s].as_mut() {
+            None => return,
+            Some(b) if b.is_empty() => {
+                b.clear();
+                return;
+            }
+            Some(_) => {}
+        }
+        if self.reader.changed() {
+            self.switch_generation();
+        }
+        let batch = self.batches[s].as_mut().expect("checked above");
+        let (node, state) = self.reader.parts();
+        let chain = node.value.chains[s]
+            .as_deref()
+            .expect("every source schema has a chain");
+        let exec = state.expect("a running shard holds working memory").execs[s]
+            .as_mut()
+            .expect("working memory for every chain");
+        let m = &self.metrics.shards[self.shard];
+        let mut em = Emitter {
+            ports: &mut self.ports,
+            generation: node.id,
+            shard: self.shard as u16,
+            ingest_ns: batch.ingest_ns,
+            counters: &m.sinks,
+            life: &self.life,
+        };
+        let st = exec.run(chain, batch, &self.symbols, now_ns as i64, &mut em);
+        m.batches.add(1);
+        m.chain_in.add(batch.len() as u64);
+        if st.filtered > 0 {
+            m.filtered.add(st.filtered);
+        }
+        if st.overflow > 0 {
+            m.overflow.add(st.overflow);
+        }
+        if st.div_zero > 0 {
+            m.div_zero.add(st.div_zero);
+        }
+        batch.clear();
+    }
+
+    fn flush_all(&mut self, now_ns: u64) {
+        for s in 0..self.batches.len() {
+            self.flush(s, now_ns);
+        }
+    }
+
+    /// Counts a rejected record and samples it (at most one sample per
+    /// 10 ms per shard).
+    #[cold]
+    #[inline(never)]
+    fn reject(&mut self, source: usize, r: Reject, bytes: &[u8], now_ns: u64) {
+        let m = &self.metrics.shards[self.shard];
+        m.sources[source].rejects[r.reason.index()].add(1);
+        if now_ns.saturating_sub(self.last_sample_ns) >= 10_000_000 || m.samples.count() < 8 {
+            self.last_sample_ns = now_ns;
+            m.samples.put(source, r.reason, r.field, bytes, now_ns);
+        }
+    }
+}
+
+/// Decodes framed records of source `src` into the engine.
+#[inline]
+fn on_event(
+    ev: Event<'_>,
+    si: usize,
+    src: &mut SourceRt,
+    eng: &mut Engine,
+    now_ns: u64,
+    records: &mut u64,
+    ts_def: &mut u64,
+) {
+    let s = src.schema;
+    match ev {
+        Event::Line(line) => {
+            if eng.batches[s].as_ref().is_some_and(Batch::is_full) {
+                eng.flush(s, now_ns);
+            }
+            let Engine {
+                batches,
+                schemas,
+                symbols,
+                ..
+            } = eng;
+            let b = batches[s].as_mut().expect("a batch per source schema");
+            if b.is_empty() {
+                b.ingest_ns = now_ns;
+            }
+            let before = b.ts_defaulted;
+            let mut cx = DecodeCx {
+                schema: &schemas[s],
+                symbols,
+                now_ns,
+            };
+            match src.decoder.decode_line(line, b, &mut cx) {
+                Ok(true) => {
+                    *records += 1;
+                    *ts_def += (b.ts_defaulted - before) as u64;
+                }
+                Ok(false) => {}
+                Err(r) => eng.reject(si, r, line, now_ns),
+            }
+        }
+        Event::Records(mut run) => {
+            let Decoder::Binary(dec) = &src.decoder else {
+                unreachable!("binary records come from binary sources")
+            };
+            let size = dec.size();
+            while !run.is_empty() {
+                if eng.batches[s].as_ref().is_some_and(Batch::is_full) {
+                    eng.flush(s, now_ns);
+                }
+                let b = eng.batches[s].as_mut().expect("a batch per source schema");
+                if b.is_empty() {
+                    b.ingest_ns = now_ns;
+                }
+                let n = dec.decode_run(run, b);
+                *records += n as u64;
+                run = &run[n * size..];
+            }
+        }
+        Event::Reject(reason) => eng.reject(si, Reject::new(reason), &[], now_ns),
+    }
+}
+
+/// A running worker.
+pub struct Worker {
+    ring: Ring,
+    tcp_bufs: Option<BufRing>,
+    udp_bufs: Option<BufRing>,
+    listeners: Vec<Listener>,
+    udps: Vec<UdpSock>,
+    conns: Vec<Conn>,
+    free_conns: Vec<u32>,
+    rearm: Vec<u32>,
+    sources: Vec<SourceRt>,
+    eng: Engine,
+    wake_fd: RawFd,
+    idle: Idle,
+    stopping: bool,
+    cqes: Vec<cqueue::Entry>,
+}
+
+const BGID_TCP: u16 = 1;
+const BGID_UDP: u16 = 2;
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("shard {shard}: {msg}")]
+pub struct WorkerError {
+    pub shard: usize,
+    pub msg: String,
+}
+
+impl Worker {
+    /// Builds the worker on its own thread (the ring must be created by the
+    /// thread that submits to it).
+    ///
+    /// # Errors
+    /// io_uring or buffer-ring setup failures, as one line.
+    pub fn new(setup: WorkerSetup) -> Result<Worker, WorkerError> {
+        let shard = setup.shard;
+        let err = |what: &str, e: std::io::Error| WorkerError {
+            shard,
+            msg: format!("{what}: {e}"),
+        };
+        let ring = Ring::new(1024).map_err(|e| {
+            err(
+                "cannot create an io_uring instance (Linux 6.1+ with io_uring enabled is required)",
+                e,
+            )
+        })?;
+        let has_tcp = setup.sources.iter().any(|s| s.transport == Transport::Tcp);
+        let udp_payload = setup
+            .sources
+            .iter()
+            .filter(|s| s.transport == Transport::Udp)
+            .map(|s| s.max_frame.min(crate::config::limits::DATAGRAM_MAX))
+            .max();
+        let entries = setup.recv_buffers as u16;
+        let tcp_bufs = if has_tcp {
+            Some(
+                BufRing::new(ring.uring(), BGID_TCP, entries, setup.recv_buffer_size)
+                    .map_err(|e| err("cannot register a provided buffer ring (Linux 5.19+)", e))?,
+            )
+        } else {
+            None
+        };
+        let udp_bufs = match udp_payload {
+            Some(p) => {
+                // recvmsg_out header + control + payload (+1 to see truncation).
+                let size =
+                    (std::mem::size_of::<io_uring::types::RecvMsgOut>() + 16 + CONTROL_LEN + p + 1)
+                        .next_multiple_of(64) as u32;
+                Some(
+                    BufRing::new(ring.uring(), BGID_UDP, entries, size).map_err(|e| {
+                        err("cannot register a provided buffer ring (Linux 5.19+)", e)
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut batches: Vec<Option<Batch>> = (0..setup.schemas.len()).map(|_| None).collect();
+        for s in &setup.sources {
+            if batches[s.schema].is_none() {
+                batches[s.schema] = Some(Batch::new(&setup.schemas[s.schema], setup.batch_max));
+            }
+        }
+        let mut w = Worker {
+            ring,
+            tcp_bufs,
+            udp_bufs,
+            listeners: Vec::new(),
+            udps: Vec::new(),
+            conns: Vec::new(),
+            free_conns: Vec::new(),
+            rearm: Vec::new(),
+            sources: setup.sources,
+            eng: Engine {
+                shard,
+                batches,
+                schemas: setup.schemas,
+                symbols: Interner::new(setup.max_symbols),
+                reader: setup.reader,
+                ports: setup.ports,
+                metrics: setup.metrics,
+                life: setup.life,
+                last_sample_ns: 0,
+            },
+            wake_fd: setup.wake_fd,
+            idle: setup.idle,
+            stopping: false,
+            cqes: Vec::with_capacity(512),
+        };
+        for (src, fd) in setup.sockets {
+            match w.sources[src].transport {
+                Transport::Tcp => w.listeners.push(Listener {
+                    fd,
+                    source: src,
+                    armed: false,
+                }),
+                Transport::Udp => {
+                    let hdr = w.ring.new_msghdr();
+                    w.udps.push(UdpSock {
+                        fd,
+                        source: src,
+                        hdr,
+                        armed: false,
+                        needs_rearm: false,
+                        ovfl: 0,
+                    })
+                }
+            }
+        }
+        let m = w.eng.m();
+        m.generation.set(w.eng.reader.current().id);
+        Ok(w)
+    }
+
+    fn arm_all(&mut self) {
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            self.ring
+                .accept_multi(l.fd.as_raw_fd(), Tag::new(Kind::Accept, i as u32, 0));
+            l.armed = true;
+        }
+        let bgid = self.udp_bufs.as_ref().map(BufRing::bgid);
+        for (i, u) in self.udps.iter_mut().enumerate() {
+            self.ring.recvmsg_multi(
+                u.fd.as_raw_fd(),
+                u.hdr,
+                bgid.expect("UDP sources have a buffer ring"),
+                Tag::new(Kind::Udp, i as u32, 0),
+            );
+            u.armed = true;
+        }
+        self.ring
+            .read_wake(self.wake_fd, Tag::new(Kind::Wake, 0, 0));
+        self.ring.tick(Tag::new(Kind::Tick, 0, 0));
+    }
+
+    /// Runs until the lifecycle says stop and every operation has drained.
+    ///
+    /// # Errors
+    /// A failed `io_uring_enter`, or a kernel refusing an operation the
+    /// appliance depends on.
+    pub fn run(mut self) -> Result<(), WorkerError> {
+        self.arm_all();
+        let mut last_work = crate::sys::mono_ns();
+        loop {
+            if !self.stopping && self.eng.life.stop.load(Ordering::Acquire) {
+                self.begin_stop();
+            }
+            if self.stopping && self.ring.in_flight == 0 {
+                break;
+            }
+            // Idle moment: pick up a new generation even with no traffic.
+            self.eng.check_generation();
+            let park = !self.stopping
+                && match self.idle {
+                    Idle::Spin => false,
+                    Idle::Park => true,
+                    Idle::Adaptive => crate::sys::mono_ns() - last_work > 50_000,
+                };
+            self.ring.enter(park).map_err(|e| WorkerError {
+                shard: self.eng.shard,
+                msg: format!("io_uring_enter failed: {e}"),
+            })?;
+            let mut cqes = std::mem::take(&mut self.cqes);
+            self.ring.reap(&mut cqes);
+            if cqes.is_empty() {
+                self.cqes = cqes;
+                continue;
+            }
+            last_work = crate::sys::mono_ns();
+            for c in cqes.drain(..) {
+                self.complete(c.user_data(), c.result(), c.flags())?;
+            }
+            self.cqes = cqes;
+            if let Some(b) = self.tcp_bufs.as_mut() {
+                b.publish();
+            }
+            if let Some(b) = self.udp_bufs.as_mut() {
+                b.publish();
+            }
+            self.rearm();
+            self.eng.flush_all(crate::sys::now_ns());
+        }
+        self.eng.flush_all(crate::sys::now_ns());
+        Ok(())
+    }
+
+    fn complete(&mut self, ud: u64, res: i32, flags: u32) -> Result<(), WorkerError> {
+        let Some(tag) = Tag::decode(ud) else {
+            return Ok(());
+        };
+        if is_final(flags) {
+            self.ring.in_flight -= 1;
+        }
+        match tag.kind {
+            Kind::Tcp => self.on_tcp(tag, res, flags),
+            Kind::Udp => self.on_udp(tag.idx as usize, res, flags)?,
+            Kind::Accept => self.on_accept(tag.idx as usize, res, flags),
+            Kind::Wake => {
+                if !self.stopping {
+                    self.ring
+                        .read_wake(self.wake_fd, Tag::new(Kind::Wake, 0, 0));
+                }
+            }
+            Kind::Tick => {
+                if !self.stopping {
+                    self.on_tick();
+                    self.ring.tick(Tag::new(Kind::Tick, 0, 0));
+                }
+            }
+            Kind::Close | Kind::Cancel => {}
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
+        let src = self.listeners[li].source;
+        if is_final(flags) {
+            self.listeners[li].armed = false;
+            if !self.stopping {
+                self.ring.accept_multi(
+                    self.listeners[li].fd.as_raw_fd(),
+                    Tag::new(Kind::Accept, li as u32, 0),
+                );
+                self.listeners[li].armed = true;
+            }
+        }
+        if res < 0 {
+            return;
+        }
+        let fd = res as RawFd;
+        let sc = &self.eng.metrics.shards[self.eng.shard].sources[src];
+        if self.stopping || self.sources[src].conns >= self.sources[src].max_connections {
+            if !self.stopping {
+                sc.conns_rejected.add(1);
+            }
+            self.ring.close(fd, Tag::new(Kind::Close, 0, 0));
+            return;
+        }
+        sc.conns_accepted.add(1);
+        self.sources[src].conns += 1;
+        let kind = self.sources[src].stream_kind();
+        let max_frame = self.sources[src].max_frame;
+        let now = crate::sys::mono_ns();
+        let idx = match self.free_conns.pop() {
+            Some(i) => {
+                let c = &mut self.conns[i as usize];
+                c.fd = fd;
+                c.source = src;
+                c.gen_id = (c.gen_id + 1) & 0xff_ffff;
+                c.framer.reset(kind, max_frame);
+                c.last_ns = now;
+                c.state = ConnState::Reading;
+                c.timed_out = false;
+                i
+            }
+            None => {
+                self.conns.push(Conn {
+                    fd,
+                    source: src,
+                    gen_id: 0,
+                    framer: StreamFramer::new(kind, max_frame),
+                    last_ns: now,
+                    state: ConnState::Reading,
+                    timed_out: false,
+                });
+                (self.conns.len() - 1) as u32
+            }
+        };
+        let c = &self.conns[idx as usize];
+        let bgid = self
+            .tcp_bufs
+            .as_ref()
+            .expect("TCP sources have a buffer ring")
+            .bgid();
+        self.ring
+            .recv_multi(fd, bgid, Tag::new(Kind::Tcp, idx, c.gen_id));
+    }
+
+    fn on_tcp(&mut self, tag: Tag, res: i32, flags: u32) {
+        let idx = tag.idx as usize;
+        let bid = cqueue::buffer_select(flags);
+        let stale = idx >= self.conns.len()
+            || self.conns[idx].gen_id != tag.gen_id
+            || self.conns[idx].state == ConnState::Free;
+        if stale {
+            // Cannot happen (slots are freed on the final CQE); recycle any
+            // buffer so the ring never leaks one.
+            if let (Some(b), Some(bufs)) = (bid, self.tcp_bufs.as_mut()) {
+                bufs.recycle(b);
+            }
+            return;
+        }
+        let fin = is_final(flags);
+        if res > 0 {
+            let bid = bid.expect("a receive with data names its buffer");
+            let Worker {
+                tcp_bufs,
+                conns,
+                sources,
+                eng,
+                ..
+            } = self;
+            let bufs = tcp_bufs.as_mut().expect("TCP sources have a buffer ring");
+            // SAFETY: the completion names `bid` and its length `res`; we
+            // recycle it below, after the last use of `data`.
+            let data = unsafe { bufs.buf(bid, res as usize) };
+            let c = &mut conns[idx];
+            c.last_ns = crate::sys::mono_ns();
+            let si = c.source;
+            let src = &mut sources[si];
+            let now = crate::sys::now_ns();
+            let (mut records, mut ts_def) = (0u64, 0u64);
+            let status = c.framer.feed(data, &mut |ev| {
+                on_event(ev, si, src, eng, now, &mut records, &mut ts_def)
+            });
+            bufs.recycle(bid);
+            let sc: &SourceCounters = &eng.metrics.shards[eng.shard].sources[si];
+            sc.records.add(records);
+            sc.bytes.add(res as u64);
+            if ts_def > 0 {
+                sc.ts_defaulted.add(ts_def);
+            }
+            if let Status::Close(reason) = status {
+                sc.conns_bad_frame.add(1);
+                eng.reject(si, Reject::new(reason), &[], now);
+                if !fin && c.state == ConnState::Reading {
+                    c.state = ConnState::Cancelling;
+                    let t = Tag::new(Kind::Tcp, idx as u32, c.gen_id);
+                    self.ring.cancel(t, Tag::new(Kind::Cancel, 0, 0));
+                }
+            }
+            if !fin {
+                return;
+            }
+            // The multishot receive ended without an error: re-arm.
+            if self.conns[idx].state == ConnState::Reading && !self.stopping {
+                self.conns[idx].state = ConnState::NeedsRearm;
+                self.rearm.push(idx as u32);
+            } else {
+                self.close_conn(idx, false);
+            }
+            return;
+        }
+        if let Some(b) = bid {
+            self.tcp_bufs
+                .as_mut()
+                .expect("TCP sources have a buffer ring")
+                .recycle(b);
+        }
+        if !fin {
+            return;
+        }
+        if res == -libc::ENOBUFS && self.conns[idx].state == ConnState::Reading && !self.stopping {
+            // Out of buffers: the data waits in the socket; re-arm once
+            // this round's buffers are back.
+            self.conns[idx].state = ConnState::NeedsRearm;
+            self.rearm.push(idx as u32);
+            return;
+        }
+        // EOF (0), a reset, or our own cancel.
+        self.close_conn(idx, res == 0);
+    }
+
+    /// Closes connection `idx` after its receive ended. At EOF the final
+    /// unterminated line is a record; after a cancel or an error a partial
+    /// frame is counted `truncated`.
+    fn close_conn(&mut self, idx: usize, eof: bool) {
+        let Worker {
+            conns,
+            sources,
+            eng,
+            ..
+        } = self;
+        let c = &mut conns[idx];
+        let si = c.source;
+        let now = crate::sys::now_ns();
+        let src = &mut sources[si];
+        let (mut records, mut ts_def) = (0u64, 0u64);
+        if eof {
+            c.framer
+                .finish(&mut |ev| on_event(ev, si, src, eng, now, &mut records, &mut ts_def));
+        } else if c.framer.pending() > 0 {
+            eng.reject(si, Reject::new(Reason::Truncated), &[], now);
+            c.framer.finish(&mut |_| {});
+        }
+        let sc = &eng.metrics.shards[eng.shard].sources[si];
+        sc.records.add(records);
+        if ts_def > 0 {
+            sc.ts_defaulted.add(ts_def);
+        }
+        sc.conns_closed.add(1);
+        if c.timed_out {
+            sc.conns_timed_out.add(1);
+        }
+        src.conns -= 1;
+        c.state = ConnState::Free;
+        let fd = c.fd;
+        self.ring.close(fd, Tag::new(Kind::Close, 0, 0));
+        self.free_conns.push(idx as u32);
+    }
+
+    fn on_udp(&mut self, ui: usize, res: i32, flags: u32) -> Result<(), WorkerError> {
+        let bid = cqueue::buffer_select(flags);
+        let fin = is_final(flags);
+        if res > 0 {
+            let bid = bid.expect("a receive with data names its buffer");
+            let Worker {
+                udp_bufs,
+                udps,
+                sources,
+                eng,
+                ring,
+                ..
+            } = self;
+            let bufs = udp_bufs.as_mut().expect("UDP sources have a buffer ring");
+            let u = &mut udps[ui];
+            let si = u.source;
+            // SAFETY: as in on_tcp: `bid`/`res` from the completion, recycled
+            // below after the last use.
+            let buf = unsafe { bufs.buf(bid, res as usize) };
+            let now = crate::sys::now_ns();
+            let sc: &SourceCounters = &eng.metrics.shards[eng.shard].sources[si];
+            match io_uring::types::RecvMsgOut::parse(buf, ring.msghdr(u.hdr)) {
+                Ok(msg) => {
+                    if let Some(total) = rxq_ovfl(msg.control_data()) {
+                        let d = total.wrapping_sub(u.ovfl);
+                        u.ovfl = total;
+                        if d > 0 {
+                            sc.kernel_drops.add(d as u64);
+                        }
+                    }
+                    sc.datagrams.add(1);
+                    sc.bytes.add(msg.payload_data().len() as u64);
+                    if msg.is_payload_truncated() {
+                        sc.udp_truncated.add(1);
+                    } else {
+                        let src = &mut sources[si];
+                        let (mut records, mut ts_def) = (0u64, 0u64);
+                        let (format, size, max) = (src.format, src.record_size, src.max_frame);
+                        frame::split_datagram(
+                            msg.payload_data(),
+                            format,
+                            size.max(1),
+                            max,
+                            &mut |ev| on_event(ev, si, src, eng, now, &mut records, &mut ts_def),
+                        );
+                        let sc: &SourceCounters = &eng.metrics.shards[eng.shard].sources[si];
+                        sc.records.add(records);
+                        if ts_def > 0 {
+                            sc.ts_defaulted.add(ts_def);
+                        }
+                    }
+                }
+                Err(()) => sc.udp_truncated.add(1),
+            }
+            bufs.recycle(bid);
+        } else if let Some(b) = bid {
+            self.udp_bufs
+                .as_mut()
+                .expect("UDP sources have a buffer ring")
+                .recycle(b);
+        }
+        if fin {
+            let u = &mut self.udps[ui];
+            u.armed = false;
+            if res == -libc::EINVAL {
+                return Err(WorkerError {
+                    shard: self.eng.shard,
+                    msg: "the kernel refused multishot recvmsg (Linux 6.0+ is required)".into(),
+                });
+            }
+            if !self.stopping {
+                u.needs_rearm = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-arms receives that ended for lack of buffers, now that this
+    /// round's buffers are back.
+    fn rearm(&mut self) {
+        if self.stopping {
+            return;
+        }
+        for i in self.rearm.drain(..) {
+            let c = &mut self.conns[i as usize];
+            if c.state != ConnState::NeedsRearm {
+                continue;
+            }
+            c.state = ConnState::Reading;
+            let bgid = self
+                .tcp_bufs
+                .as_ref()
+                .expect("TCP sources have a buffer ring")
+                .bgid();
+            self.ring
+                .recv_multi(c.fd, bgid, Tag::new(Kind::Tcp, i, c.gen_id));
+        }
+        let bgid = self.udp_bufs.as_ref().map(BufRing::bgid);
+        for (i, u) in self.udps.iter_mut().enumerate() {
+            if u.needs_rearm {
+                u.needs_rearm = false;
+                u.armed = true;
+                self.ring.recvmsg_multi(
+                    u.fd.as_raw_fd(),
+                    u.hdr,
+                    bgid.expect("UDP sources have a buffer ring"),
+                    Tag::new(Kind::Udp, i as u32, 0),
+                );
+            }
+        }
+    }
+
+    /// Once a second: close connections idle past their source's timeout.
+    fn on_tick(&mut self) {
+        let now = crate::sys::mono_ns();
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if c.state != ConnState::Reading {
+                continue;
+            }
+            let Some(t) = self.sources[c.source].idle_timeout_ns else {
+                continue;
+            };
+            if now.saturating_sub(c.last_ns) > t {
+                c.state = ConnState::Cancelling;
+                c.timed_out = true;
+                self.ring.cancel(
+                    Tag::new(Kind::Tcp, i as u32, c.gen_id),
+                    Tag::new(Kind::Cancel, 0, 0),
+                );
+            }
+        }
+    }
+
+    /// Stops reading: cancels every armed operation; the loop then runs
+    /// until their final completions have been processed, so every byte
+    /// the kernel handed over is decoded and reaches the pipeline.
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        let cancel = Tag::new(Kind::Cancel, 0, 0);
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.armed {
+                self.ring
+                    .cancel(Tag::new(Kind::Accept, i as u32, 0), cancel);
+            }
+        }
+        for (i, u) in self.udps.iter().enumerate() {
+            if u.armed {
+                self.ring.cancel(Tag::new(Kind::Udp, i as u32, 0), cancel);
+            }
+        }
+        let mut to_close = Vec::new();
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            match c.state {
+                ConnState::Reading => {
+                    c.state = ConnState::Cancelling;
+                    self.ring
+                        .cancel(Tag::new(Kind::Tcp, i as u32, c.gen_id), cancel);
+                }
+                ConnState::NeedsRearm => to_close.push(i),
+                _ => {}
+            }
+        }
+        for i in to_close {
+            self.close_conn(i, false);
+        }
+        self.ring.cancel(Tag::new(Kind::Wake, 0, 0), cancel);
+        self.ring.cancel(Tag::new(Kind::Tick, 0, 0), cancel);
+    }
+}
+
+/// The cumulative drop count from an `SO_RXQ_OVFL` control message.
+fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let mut off = 0;
+    while off + hdr <= control.len() {
+        // SAFETY: `off + hdr <= len`; read_unaligned copes with alignment.
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[off..].as_ptr().cast()) };
+        let len = c.cmsg_len;
+        if len < hdr || off + len > control.len() {
+            return None;
+        }
+        if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL && len >= hdr + 4 {
+            let d = &control[off + hdr..off + hdr + 4];
+            return Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        off += len.next_multiple_of(std::mem::size_of::<usize>());
+    }
+    None
+}

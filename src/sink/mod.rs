@@ -1,0 +1,374 @@
+//! Sinks: threads fed by one SPSC ring per (shard, sink).
+//!
+//! What crosses a ring is an [`OutBatch`]: rows in the compact row format
+//! ([`row`]), owning its bytes, plus the schema and generation that made
+//! them. Each (shard, sink) pair has a fixed pool of `OutBatch`es that
+//! circulates through two `rtrb` rings — full ones to the sink thread, empty
+//! ones back — so the worker never allocates or frees one after startup
+//! (the Aeron/LMAX pattern). A port also bounds the records in flight to
+//! `ring_capacity`; when either bound is reached the sink's `on_full`
+//! decides: `block` waits (the worker stops reading its sockets, so TCP
+//! flow control slows the senders), `drop` counts and drops.
+
+pub mod json;
+pub mod row;
+
+use crate::config::{OnFull, SinkDef, SinkKind};
+use crate::metrics::{Metrics, SinkShardCounters};
+use crate::pipeline::exec::{Emit, Rows};
+use crate::pipeline::program::{EmitSpec, OutSchema};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Records for one sink from one shard, in the row format.
+#[derive(Debug, Default)]
+pub struct OutBatch {
+    /// The schema of the rows; the sink thread takes it (drops the `Arc`)
+    /// before returning the batch.
+    pub schema: Option<Arc<OutSchema>>,
+    pub generation: u64,
+    pub shard: u16,
+    pub count: u32,
+    /// When the first byte of the input batch left the socket.
+    pub ingest_ns: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Flags shared by workers, sink threads and the control thread.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Workers: stop reading sockets and drain.
+    pub stop: AtomicBool,
+    /// Every worker has drained and will emit nothing more.
+    pub workers_done: AtomicBool,
+    /// The shutdown deadline passed: blocked workers drop instead of
+    /// waiting for a sink that does not drain.
+    pub abandon: AtomicBool,
+}
+
+/// A worker's end of one (shard, sink) pair.
+pub struct SinkPort {
+    tx: rtrb::Producer<OutBatch>,
+    back: rtrb::Consumer<OutBatch>,
+    free: Vec<OutBatch>,
+    in_flight: usize,
+    capacity: usize,
+    on_full: OnFull,
+}
+
+impl SinkPort {
+    /// Takes back the batches the sink thread has finished with.
+    fn reclaim(&mut self) {
+        while let Ok(mut b) = self.back.pop() {
+            debug_assert!(b.schema.is_none(), "the sink thread drops the schema");
+            self.in_flight -= b.count as usize;
+            b.count = 0;
+            b.bytes.clear();
+            self.free.push(b);
+        }
+    }
+
+    /// Whether `n` more records fit now.
+    fn has_room(&mut self, n: usize) -> bool {
+        if self.free.is_empty() || self.in_flight + n > self.capacity {
+            self.reclaim();
+        }
+        !self.free.is_empty() && self.in_flight + n <= self.capacity
+    }
+
+    /// Encodes and sends the selected rows; returns false if they were
+    /// dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        spec: &EmitSpec,
+        rows: &Rows<'_>,
+        generation: u64,
+        shard: u16,
+        ingest_ns: u64,
+        counters: &SinkShardCounters,
+        life: &Lifecycle,
+    ) {
+        let n = rows.sel.len();
+        debug_assert!(n > 0 && n <= self.capacity);
+        if !self.has_room(n) && !self.wait_for_room(n, counters, life) {
+            return;
+        }
+        let mut b = self.free.pop().expect("has_room checked a free batch");
+        b.schema = Some(spec.schema.clone());
+        b.generation = generation;
+        b.shard = shard;
+        b.ingest_ns = ingest_ns;
+        b.count = row::encode(spec, rows, &mut b.bytes);
+        self.in_flight += b.count as usize;
+        counters.emitted.add(b.count as u64);
+        if self.tx.push(b).is_err() {
+            unreachable!("the ring holds the whole pool");
+        }
+    }
+
+    /// Applies `on_full`; true when room was found.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room(&mut self, n: usize, counters: &SinkShardCounters, life: &Lifecycle) -> bool {
+        if self.on_full == OnFull::Drop {
+            counters.dropped_full.add(n as u64);
+            return false;
+        }
+        // Block: the worker stops here, so it stops reaping receives; the
+        // kernel fills the provided buffers, then stops reading the sockets.
+        let t0 = crate::sys::mono_ns();
+        let mut spins = 0u32;
+        loop {
+            if self.has_room(n) {
+                counters.blocked_ns.add(crate::sys::mono_ns() - t0);
+                return true;
+            }
+            if life.abandon.load(Ordering::Relaxed) {
+                counters.dropped_shutdown.add(n as u64);
+                return false;
+            }
+            spins += 1;
+            if spins < 1000 {
+                std::hint::spin_loop();
+            } else {
+                // NB: blocked on a slow sink, off the per-record path: sleep
+                // in small steps rather than burn the core.
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+    }
+}
+
+/// A shard's ports, one per sink, as the chain's [`Emit`] target.
+pub struct Emitter<'a> {
+    pub ports: &'a mut [SinkPort],
+    pub generation: u64,
+    pub shard: u16,
+    pub ingest_ns: u64,
+    pub counters: &'a [SinkShardCounters],
+    pub life: &'a Lifecycle,
+}
+
+impl Emit for Emitter<'_> {
+    #[inline]
+    fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
+        self.ports[spec.sink].send(
+            spec,
+            rows,
+            self.generation,
+            self.shard,
+            self.ingest_ns,
+            &self.counters[spec.sink],
+            self.life,
+        );
+    }
+}
+
+/// A sink thread's end of one (shard, sink) pair.
+struct SinkInput {
+    rx: rtrb::Consumer<OutBatch>,
+    back: rtrb::Producer<OutBatch>,
+}
+
+/// Where a sink writes.
+enum Writer {
+    File(std::io::BufWriter<std::fs::File>),
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    Blackhole,
+}
+
+impl Writer {
+    fn open(def: &SinkDef) -> std::io::Result<Writer> {
+        Ok(match def.kind {
+            SinkKind::File => {
+                let path = def.path.as_ref().expect("file sinks have a path (config)");
+                if let Some(dir) = path.parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                Writer::File(std::io::BufWriter::with_capacity(1 << 20, f))
+            }
+            SinkKind::Stdout => Writer::Stdout(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout(),
+            )),
+            SinkKind::Blackhole => Writer::Blackhole,
+            k => {
+                return Err(std::io::Error::other(format!(
+                    "sink kind {:?} is not yet supported in this version",
+                    k.name()
+                )));
+            }
+        })
+    }
+
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::File(w) => w.write_all(b),
+            Writer::Stdout(w) => w.write_all(b),
+            Writer::Blackhole => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Writer::File(w) => w.flush(),
+            Writer::Stdout(w) => w.flush(),
+            Writer::Blackhole => Ok(()),
+        }
+    }
+}
+
+/// Worker ports (`[shard][sink]`) and sink thread handles.
+pub type Started = (Vec<Vec<SinkPort>>, Vec<std::thread::JoinHandle<()>>);
+
+/// Creates the rings and pools for every (shard, sink) pair, opens the
+/// sinks and starts one thread per sink. Returns the worker ports
+/// (`ports[shard][sink]`) and the thread handles.
+///
+/// # Errors
+/// A sink that cannot be opened (e.g. its directory is not writable).
+pub fn start(
+    defs: &[SinkDef],
+    shards: usize,
+    ring_capacity: usize,
+    batch_max: usize,
+    metrics: &Arc<Metrics>,
+    life: &Arc<Lifecycle>,
+) -> std::io::Result<Started> {
+    // Enough batches to hold ring_capacity records in full batches, twice
+    // over, so small batches (low rates) do not fill the ring early.
+    let pool = (2 * ring_capacity.div_ceil(batch_max)).clamp(8, 4096);
+    let mut ports: Vec<Vec<SinkPort>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut threads = Vec::new();
+    let mut writers = Vec::new();
+    for def in defs {
+        let w = Writer::open(def).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "sink {:?}: cannot open {}: {e}",
+                    def.name,
+                    def.path
+                        .as_ref()
+                        .map_or("stdout".into(), |p| p.display().to_string())
+                ),
+            )
+        })?;
+        writers.push(w);
+    }
+    for (si, (def, writer)) in defs.iter().zip(writers).enumerate() {
+        let mut inputs = Vec::new();
+        for port_list in ports.iter_mut() {
+            let (tx, rx) = rtrb::RingBuffer::new(pool);
+            let (back_tx, back_rx) = rtrb::RingBuffer::new(pool);
+            let free = (0..pool)
+                .map(|_| OutBatch {
+                    bytes: Vec::with_capacity(batch_max * 64),
+                    ..Default::default()
+                })
+                .collect();
+            port_list.push(SinkPort {
+                tx,
+                back: back_rx,
+                free,
+                in_flight: 0,
+                capacity: ring_capacity,
+                on_full: def.on_full,
+            });
+            inputs.push(SinkInput { rx, back: back_tx });
+        }
+        let metrics = metrics.clone();
+        let life = life.clone();
+        let name = def.name.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("mutstream-sink-{si}"))
+            .spawn(move || run_sink(&name, si, inputs, writer, &metrics, &life))?;
+        threads.push(t);
+    }
+    Ok((ports, threads))
+}
+
+fn run_sink(
+    name: &str,
+    si: usize,
+    mut inputs: Vec<SinkInput>,
+    mut w: Writer,
+    metrics: &Metrics,
+    life: &Lifecycle,
+) {
+    crate::sys::block_control_signals();
+    let c = &metrics.sinks[si];
+    let mut line = Vec::with_capacity(1 << 16);
+    let mut idle_rounds = 0u32;
+    let mut last_error_log = 0u64;
+    loop {
+        // Read before draining: if workers were done before this drain
+        // began, an empty drain means nothing more will come.
+        let done = life.workers_done.load(Ordering::Acquire);
+        let mut did = 0usize;
+        for inp in &mut inputs {
+            while let Ok(mut b) = inp.rx.pop() {
+                did += 1;
+                let schema = b.schema.take().expect("workers set the schema");
+                line.clear();
+                if !matches!(w, Writer::Blackhole) {
+                    for r in row::RowIter::new(&b.bytes, &schema) {
+                        json::write_record(&mut line, &schema, &r, b.generation);
+                    }
+                }
+                match w.write_all(&line) {
+                    Ok(()) => {
+                        c.records.add(b.count as u64);
+                        c.bytes.add(line.len() as u64);
+                        c.batches.add(1);
+                    }
+                    Err(e) => {
+                        c.write_errors.add(1);
+                        c.dropped_error.add(b.count as u64);
+                        let now = crate::sys::mono_ns();
+                        if now - last_error_log > 10_000_000_000 {
+                            last_error_log = now;
+                            tracing::error!(sink = name, "write failed, records dropped: {e}");
+                        }
+                    }
+                }
+                drop(schema);
+                if inp.back.push(b).is_err() {
+                    unreachable!("the return ring holds the whole pool");
+                }
+            }
+        }
+        if did > 0 {
+            idle_rounds = 0;
+            continue;
+        }
+        if let Err(e) = w.flush() {
+            c.write_errors.add(1);
+            let now = crate::sys::mono_ns();
+            if now - last_error_log > 10_000_000_000 {
+                last_error_log = now;
+                tracing::error!(sink = name, "flush failed: {e}");
+            }
+        }
+        if done {
+            break;
+        }
+        idle_rounds = idle_rounds.saturating_add(1);
+        // Back off to at most 1 ms between polls of an idle ring.
+        let us = (idle_rounds as u64 * 20).min(1000);
+        std::thread::sleep(Duration::from_micros(us));
+    }
+    let _ = w.flush();
+}
+
+#[cfg(test)]
+mod tests;
