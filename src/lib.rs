@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;

@@ -55,7 +55,9 @@ pub struct SourceCounters {
     pub ts_defaulted: Counter,
     /// Datagrams longer than the receive buffer (dropped).
     pub udp_truncated: Counter,
-    /// Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL).
+    /// Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL /
+    /// SK_MEMINFO_DROPS). Counted in datagrams: a dropped datagram's
+    /// records were never seen.
     pub kernel_drops: Counter,
     pub conns_accepted: Counter,
     pub conns_closed: Counter,

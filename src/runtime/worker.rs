@@ -755,9 +755,11 @@ impl Worker {
             match io_uring::types::RecvMsgOut::parse(buf, ring.msghdr(u.hdr)) {
                 Ok(msg) => {
                     if let Some(total) = rxq_ovfl(msg.control_data()) {
+                        // The counter only grows; a value behind ours was
+                        // already counted by the tick.
                         let d = total.wrapping_sub(u.ovfl);
-                        u.ovfl = total;
-                        if d > 0 {
+                        if d > 0 && d < u32::MAX / 2 {
+                            u.ovfl = total;
                             sc.kernel_drops.add(d as u64);
                         }
                     }
@@ -843,8 +845,24 @@ impl Worker {
         }
     }
 
+    /// Catches up on kernel drops reported by no datagram (those after the
+    /// last one received).
+    fn poll_udp_drops(&mut self) {
+        let m = &self.eng.metrics.shards[self.eng.shard];
+        for u in &mut self.udps {
+            if let Ok(total) = crate::sys::socket_drops(u.fd.as_raw_fd()) {
+                let d = total.wrapping_sub(u.ovfl);
+                if d > 0 && d < u32::MAX / 2 {
+                    u.ovfl = total;
+                    m.sources[u.source].kernel_drops.add(d as u64);
+                }
+            }
+        }
+    }
+
     /// Once a second: close connections idle past their source's timeout.
     fn on_tick(&mut self) {
+        self.poll_udp_drops();
         let now = crate::sys::mono_ns();
         for (i, c) in self.conns.iter_mut().enumerate() {
             if c.state != ConnState::Reading {
@@ -869,6 +887,7 @@ impl Worker {
     /// the kernel handed over is decoded and reaches the pipeline.
     fn begin_stop(&mut self) {
         self.stopping = true;
+        self.poll_udp_drops();
         let cancel = Tag::new(Kind::Cancel, 0, 0);
         for (i, l) in self.listeners.iter().enumerate() {
             if l.armed {

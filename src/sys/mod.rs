@@ -165,6 +165,26 @@ fn set_rcvbuf(fd: RawFd, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The socket's cumulative count of dropped packets (`SK_MEMINFO_DROPS`,
+/// the counter `SO_RXQ_OVFL` reports with each datagram). Read on the
+/// housekeeping tick, so drops after the last datagram are counted too.
+pub fn socket_drops(fd: RawFd) -> io::Result<u32> {
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info`/`len` describe a writable buffer large enough for the
+    // kernel's SK_MEMINFO_VARS u32 values.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    Ok(info[libc::SK_MEMINFO_DROPS as usize])
+}
+
 /// The receive buffer the kernel granted (it doubles the request).
 pub fn rcvbuf(fd: RawFd) -> io::Result<u64> {
     getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v as u64)
