@@ -183,9 +183,9 @@ impl Srec {
                 .replace(' ', "\\ ")
         };
         let esc_str = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "srec,device={} conn={}u,seq={}u,site=\"{}\",temp={:?},ok={},battery={}i {}\n",
+            "srec,device={} conn={}u,seq={}u,site=\"{}\",temp={:?},ok={},battery={}i {}",
             esc_tag(&self.device),
             self.conn,
             self.seq,
