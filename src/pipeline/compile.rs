@@ -1036,9 +1036,8 @@ impl Compiler<'_> {
         }
         let dst = self.reg(FieldType::Bool);
         self.instrs.push(Instr::InList {
-            kind,
             a: a.opnd(),
-            items: out,
+            items: ListItems::new(kind, &out),
             dst,
         });
         let _ = span;

@@ -701,9 +701,9 @@ fn exec_instr(
                     m.set(i, true);
                 });
             }
-            Instr::InList { kind, a, items, .. } => {
+            Instr::InList { a, items, .. } => {
                 let (o, m) = kernels::out_bool(&mut out);
-                in_list(*kind, a, items, sel, batch, temps, n, syms, o, m);
+                in_list(a, items, sel, batch, temps, n, syms, o, m);
             }
             Instr::Copy { a, .. } => copy(a, sel, batch, temps, n, syms, &mut out, &mut arena),
         }
@@ -965,9 +965,8 @@ fn min_max(
 
 #[allow(clippy::too_many_arguments)]
 fn in_list(
-    kind: CmpKind,
     a: &Opnd,
-    items: &[Const],
+    items: &ListItems,
     sel: Sel<'_>,
     batch: &Batch,
     temps: &[Temp],
@@ -976,42 +975,27 @@ fn in_list(
     o: &mut [bool],
     m: &mut Bitmap,
 ) {
-    match kind {
-        CmpKind::I64 => {
-            let v: Vec<i64> = items.iter().filter_map(Const::i64).collect();
-            num_src!(batch, temps, n, a, I64, i64, |x| each!(sel, i, {
-                o[i] = x.valid(i) && v.contains(&x.get(i));
-                m.set(i, true);
-            }))
-        }
-        CmpKind::U64 => {
-            let v: Vec<u64> = items.iter().filter_map(Const::u64).collect();
-            num_src!(batch, temps, n, a, U64, u64, |x| each!(sel, i, {
-                o[i] = x.valid(i) && v.contains(&x.get(i));
-                m.set(i, true);
-            }))
-        }
-        CmpKind::F64 => {
-            let v: Vec<f64> = items.iter().filter_map(Const::f64).collect();
-            num_src!(batch, temps, n, a, F64, f64, |x| each!(sel, i, {
-                o[i] = x.valid(i) && v.contains(&x.get(i));
-                m.set(i, true);
-            }))
-        }
-        CmpKind::Bool => {
-            let v: Vec<bool> = items.iter().filter_map(Const::bool).collect();
-            num_src!(batch, temps, n, a, Bool, bool, |x| each!(sel, i, {
-                o[i] = x.valid(i) && v.contains(&x.get(i));
-                m.set(i, true);
-            }))
-        }
-        _ => {
-            let v: Vec<&[u8]> = items.iter().filter_map(Const::text).collect();
-            text_src!(batch, temps, n, syms, a, |x| each!(sel, i, {
-                o[i] = x.valid(i) && v.contains(&x.get(i));
-                m.set(i, true);
-            }))
-        }
+    match items {
+        ListItems::I64(v) => num_src!(batch, temps, n, a, I64, i64, |x| each!(sel, i, {
+            o[i] = x.valid(i) && v.contains(&x.get(i));
+            m.set(i, true);
+        })),
+        ListItems::U64(v) => num_src!(batch, temps, n, a, U64, u64, |x| each!(sel, i, {
+            o[i] = x.valid(i) && v.contains(&x.get(i));
+            m.set(i, true);
+        })),
+        ListItems::F64(v) => num_src!(batch, temps, n, a, F64, f64, |x| each!(sel, i, {
+            o[i] = x.valid(i) && v.contains(&x.get(i));
+            m.set(i, true);
+        })),
+        ListItems::Bool(v) => num_src!(batch, temps, n, a, Bool, bool, |x| each!(sel, i, {
+            o[i] = x.valid(i) && v.contains(&x.get(i));
+            m.set(i, true);
+        })),
+        ListItems::Text(v) => text_src!(batch, temps, n, syms, a, |x| each!(sel, i, {
+            o[i] = x.valid(i) && v.iter().any(|t| **t == *x.get(i));
+            m.set(i, true);
+        })),
     }
 }
 

@@ -216,9 +216,8 @@ pub enum Instr {
     },
     /// `a in [items]`, items already of `a`'s comparison kind.
     InList {
-        kind: CmpKind,
         a: Opnd,
-        items: Vec<Const>,
+        items: ListItems,
         dst: Reg,
     },
     /// `dst = a` (materialises a constant; copies a register).
@@ -226,6 +225,30 @@ pub enum Instr {
         a: Opnd,
         dst: Reg,
     },
+}
+
+/// The items of an `in [...]` list, typed once at compile time so the
+/// kernel compares without converting (or allocating) per batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListItems {
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    Text(Vec<Box<[u8]>>),
+}
+
+impl ListItems {
+    /// Sorts the list of `kind`'s items out of `consts`.
+    pub fn new(kind: CmpKind, consts: &[Const]) -> ListItems {
+        match kind {
+            CmpKind::I64 => ListItems::I64(consts.iter().filter_map(Const::i64).collect()),
+            CmpKind::U64 => ListItems::U64(consts.iter().filter_map(Const::u64).collect()),
+            CmpKind::F64 => ListItems::F64(consts.iter().filter_map(Const::f64).collect()),
+            CmpKind::Bool => ListItems::Bool(consts.iter().filter_map(Const::bool).collect()),
+            _ => ListItems::Text(consts.iter().filter_map(|c| c.text().map(Box::from)).collect()),
+        }
+    }
 }
 
 /// Field names and types of what a stage passes on or a sink receives.

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::generation::{PublishError, Publisher, Reader};
 use crate::pipeline::{PipelineError, Plan};
 use crate::sink::Lifecycle;
-use crate::sync::Arc;
+use std::sync::Arc;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;

@@ -22,7 +22,7 @@ use crate::pipeline::exec::Exec;
 use crate::pipeline::generation::Reader;
 use crate::pipeline::program::Chain;
 use crate::sink::{Emitter, Lifecycle, SinkPort};
-use crate::sync::Arc;
+use std::sync::Arc;
 use io_uring::cqueue;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
