@@ -442,7 +442,11 @@ mod loom_tests {
 
     impl Drop for Val {
         fn drop(&mut self) {
-            assert!(!self.freed[self.id].swap(true, Ordering::SeqCst), "generation {} freed twice", self.id);
+            assert!(
+                !self.freed[self.id].swap(true, Ordering::SeqCst),
+                "generation {} freed twice",
+                self.id
+            );
             self.drops.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -485,9 +489,15 @@ mod loom_tests {
                             r.switch();
                         }
                         let id = r.current().value.id;
-                        assert!(r.parts().1.is_some(), "a running shard holds working memory");
+                        assert!(
+                            r.parts().1.is_some(),
+                            "a running shard holds working memory"
+                        );
                         // Still alive after every use above.
-                        assert!(!freed[id].load(Ordering::SeqCst), "generation {id} freed while in use");
+                        assert!(
+                            !freed[id].load(Ordering::SeqCst),
+                            "generation {id} freed while in use"
+                        );
                     }
                 }));
             }
@@ -499,8 +509,16 @@ mod loom_tests {
                 r.join().unwrap();
             }
             drop(p);
-            assert_eq!(drops.load(Ordering::SeqCst), 3, "every generation freed exactly once");
-            assert_eq!(st_drops.load(Ordering::SeqCst), 6, "every shard state freed exactly once");
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                3,
+                "every generation freed exactly once"
+            );
+            assert_eq!(
+                st_drops.load(Ordering::SeqCst),
+                6,
+                "every shard state freed exactly once"
+            );
         });
     }
 }

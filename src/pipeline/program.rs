@@ -246,7 +246,12 @@ impl ListItems {
             CmpKind::U64 => ListItems::U64(consts.iter().filter_map(Const::u64).collect()),
             CmpKind::F64 => ListItems::F64(consts.iter().filter_map(Const::f64).collect()),
             CmpKind::Bool => ListItems::Bool(consts.iter().filter_map(Const::bool).collect()),
-            _ => ListItems::Text(consts.iter().filter_map(|c| c.text().map(Box::from)).collect()),
+            _ => ListItems::Text(
+                consts
+                    .iter()
+                    .filter_map(|c| c.text().map(Box::from))
+                    .collect(),
+            ),
         }
     }
 }

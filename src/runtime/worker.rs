@@ -22,9 +22,9 @@ use crate::pipeline::exec::Exec;
 use crate::pipeline::generation::Reader;
 use crate::pipeline::program::Chain;
 use crate::sink::{Emitter, Lifecycle, SinkPort};
-use std::sync::Arc;
 use io_uring::cqueue;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// What a generation holds: one compiled chain per schema index.
