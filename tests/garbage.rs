@@ -16,7 +16,11 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 fn rejects(s: &mutstream::runtime::Summary, r: Reason) -> u64 {
-    s.sources[0].rejects.iter().find(|x| x.0 == r).map_or(0, |x| x.1)
+    s.sources[0]
+        .rejects
+        .iter()
+        .find(|x| x.0 == r)
+        .map_or(0, |x| x.1)
 }
 
 /// Checks the sink holds exactly good records 0..n of connection 0.
@@ -35,17 +39,38 @@ fn json_garbage_is_counted_and_good_records_kept() {
     let mut s = TcpStream::connect(h.addr("in")).unwrap();
     let bad: Vec<(Vec<u8>, Reason)> = vec![
         (b"{\"ts\":1,\"conn\":0,".to_vec(), Reason::Malformed),
-        (b"{\"conn\":0,\"seq\":5,\"site\":\"\xff\xfe\"}".to_vec(), Reason::InvalidUtf8),
+        (
+            b"{\"conn\":0,\"seq\":5,\"site\":\"\xff\xfe\"}".to_vec(),
+            Reason::InvalidUtf8,
+        ),
         (b"{\"seq\":1}".to_vec(), Reason::MissingField),
         (b"{\"conn\":null,\"seq\":1}".to_vec(), Reason::MissingField),
         (b"{\"conn\":\"x\",\"seq\":1}".to_vec(), Reason::TypeMismatch),
-        (b"{\"conn\":0,\"seq\":1,\"temp\":{\"a\":1}}".to_vec(), Reason::TypeMismatch),
-        (b"{\"conn\":0,\"seq\":1,\"battery\":1.5}".to_vec(), Reason::TypeMismatch),
-        (b"{\"conn\":0,\"seq\":1,\"site\":\"abc".to_vec(), Reason::Malformed),
-        (b"{\"conn\":0,\"seq\":1,\"temp\":NaN}".to_vec(), Reason::Malformed),
+        (
+            b"{\"conn\":0,\"seq\":1,\"temp\":{\"a\":1}}".to_vec(),
+            Reason::TypeMismatch,
+        ),
+        (
+            b"{\"conn\":0,\"seq\":1,\"battery\":1.5}".to_vec(),
+            Reason::TypeMismatch,
+        ),
+        (
+            b"{\"conn\":0,\"seq\":1,\"site\":\"abc".to_vec(),
+            Reason::Malformed,
+        ),
+        (
+            b"{\"conn\":0,\"seq\":1,\"temp\":NaN}".to_vec(),
+            Reason::Malformed,
+        ),
         (b"[1,2,3]".to_vec(), Reason::Malformed),
-        (b"{\"conn\":0,\"seq\":99999999999999999999999}".to_vec(), Reason::OutOfRange),
-        (b"{\"conn\":0,\"seq\":1,\"ts\":\"yesterday\"}".to_vec(), Reason::BadTimestamp),
+        (
+            b"{\"conn\":0,\"seq\":99999999999999999999999}".to_vec(),
+            Reason::OutOfRange,
+        ),
+        (
+            b"{\"conn\":0,\"seq\":1,\"ts\":\"yesterday\"}".to_vec(),
+            Reason::BadTimestamp,
+        ),
         (b"\x00\x01\x02garbage".to_vec(), Reason::Malformed),
     ];
     let mut seq = 0u64;
@@ -75,7 +100,8 @@ fn json_garbage_is_counted_and_good_records_kept() {
     // Rejects are counted before the records after them; both are in.
     let summary = h.shutdown();
     for r in Reason::ALL {
-        let want = bad.iter().filter(|(_, x)| *x == r).count() as u64 * 20 + u64::from(r == Reason::FrameTooLong);
+        let want = bad.iter().filter(|(_, x)| *x == r).count() as u64 * 20
+            + u64::from(r == Reason::FrameTooLong);
         assert_eq!(rejects(&summary, r), want, "{r}");
     }
     check_good(wire, &h, seq);
@@ -114,15 +140,22 @@ fn csv_garbage_is_counted_and_good_records_kept() {
     wire.record(0, seq, &mut good);
     seq += 1;
     s.write_all(&good).unwrap();
-    s.write_all(b"1,0,1,\"d,s,1.5,true,4\n2,0,2,d,s,1.5,true,4\n").unwrap();
+    s.write_all(b"1,0,1,\"d,s,1.5,true,4\n2,0,2,d,s,1.5,true,4\n")
+        .unwrap();
     drop(s);
     h.wait_records(seq, Duration::from_secs(30));
     h.wait_for("the connection closed", Duration::from_secs(10), |h| {
-        h.app.as_ref().unwrap().metrics().sum(|m| m.sources[0].conns_closed.get()) == 1
+        h.app
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .sum(|m| m.sources[0].conns_closed.get())
+            == 1
     });
     let summary = h.shutdown();
     for r in Reason::ALL {
-        let want = bad.iter().filter(|(_, x)| *x == r).count() as u64 * 10 + u64::from(r == Reason::Malformed);
+        let want = bad.iter().filter(|(_, x)| *x == r).count() as u64 * 10
+            + u64::from(r == Reason::Malformed);
         assert_eq!(rejects(&summary, r), want, "{r}");
     }
     check_good(wire, &h, seq);
@@ -160,7 +193,12 @@ fn binary_frames_truncated_and_a_4gib_length_prefix() {
     drop(s);
     h.wait_records(seq, Duration::from_secs(30));
     h.wait_for("the connection closed", Duration::from_secs(10), |h| {
-        h.app.as_ref().unwrap().metrics().sum(|m| m.sources[0].conns_bad_frame.get()) == 1
+        h.app
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .sum(|m| m.sources[0].conns_bad_frame.get())
+            == 1
     });
     // The appliance still serves new connections.
     let mut s2 = TcpStream::connect(addr).unwrap();
@@ -175,7 +213,12 @@ fn binary_frames_truncated_and_a_4gib_length_prefix() {
     drop(s2);
     h.wait_records(seq, Duration::from_secs(30));
     h.wait_for("both connections closed", Duration::from_secs(10), |h| {
-        h.app.as_ref().unwrap().metrics().sum(|m| m.sources[0].conns_closed.get()) == 2
+        h.app
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .sum(|m| m.sources[0].conns_closed.get())
+            == 2
     });
     let summary = h.shutdown();
     assert_eq!(rejects(&summary, Reason::Truncated), 11);
@@ -186,7 +229,10 @@ fn binary_frames_truncated_and_a_4gib_length_prefix() {
 #[test]
 fn udp_datagrams_partial_and_oversized() {
     let wire = Wire::BinaryDatagram;
-    let cfg = wire.config(1, "to out", "").replace("rcvbuf_bytes = \"16MiB\"", "rcvbuf_bytes = \"16MiB\"\nmax_frame = 400");
+    let cfg = wire.config(1, "to out", "").replace(
+        "rcvbuf_bytes = \"16MiB\"",
+        "rcvbuf_bytes = \"16MiB\"\nmax_frame = 400",
+    );
     let mut h = Harness::start(&cfg);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = h.addr("in");
@@ -206,9 +252,70 @@ fn udp_datagrams_partial_and_oversized() {
     }
     h.wait_records(seq, Duration::from_secs(30));
     let m = h.app.as_ref().unwrap().metrics().clone();
-    h.wait_for("all datagrams", Duration::from_secs(10), |_| m.sum(|x| x.sources[0].datagrams.get()) == 20);
+    h.wait_for("all datagrams", Duration::from_secs(10), |_| {
+        m.sum(|x| x.sources[0].datagrams.get()) == 20
+    });
     let summary = h.shutdown();
     assert_eq!(rejects(&summary, Reason::Truncated), 10);
     assert_eq!(summary.sources[0].udp_truncated, 10);
+    check_good(wire, &h, seq);
+}
+
+#[test]
+fn lp_garbage_is_counted_and_good_records_kept() {
+    let wire = Wire::LpTcp;
+    let mut h = Harness::start(&wire.config(1, "to out", ""));
+    let mut s = TcpStream::connect(h.addr("in")).unwrap();
+    let bad: Vec<(&[u8], Reason)> = vec![
+        (
+            b"srec,device=d conn=0u,seq=1u,temp=hot 1",
+            Reason::Malformed,
+        ),
+        (
+            b"srec,device=d conn=0u,seq=1u,battery=1.5 1",
+            Reason::TypeMismatch,
+        ),
+        (b"srec,device=d seq=1u 1", Reason::MissingField),
+        (b"srec,device=d conn=-1i,seq=1u 1", Reason::OutOfRange),
+        (b"other,device=d conn=0u,seq=1u 1", Reason::Skipped),
+        (b"srec,device=\xff conn=0u,seq=1u 1", Reason::InvalidUtf8),
+        (
+            b"srec,device=d conn=0u,seq=1u 99999999999999999999999",
+            Reason::BadTimestamp,
+        ),
+        (b"srec", Reason::Malformed),
+    ];
+    let mut seq = 0u64;
+    let mut good = Vec::new();
+    for _ in 0..10 {
+        for (b, _) in &bad {
+            good.clear();
+            wire.record(0, seq, &mut good);
+            seq += 1;
+            s.write_all(&good).unwrap();
+            s.write_all(b).unwrap();
+            s.write_all(b"\n# a comment line\n\n").unwrap();
+        }
+    }
+    // An unterminated string field runs on past newlines (they may be part
+    // of a string), so it goes last: one record, malformed, at the end.
+    s.write_all(b"srec,device=d conn=0u,seq=1u,site=\"abc 1\nsrec conn=0u,seq=2u 2\n")
+        .unwrap();
+    drop(s);
+    h.wait_records(seq, Duration::from_secs(30));
+    h.wait_for("the connection closed", Duration::from_secs(10), |h| {
+        h.app
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .sum(|m| m.sources[0].conns_closed.get())
+            == 1
+    });
+    let summary = h.shutdown();
+    for r in Reason::ALL {
+        let want = bad.iter().filter(|(_, x)| *x == r).count() as u64 * 10
+            + u64::from(r == Reason::Malformed);
+        assert_eq!(rejects(&summary, r), want, "{r}");
+    }
     check_good(wire, &h, seq);
 }

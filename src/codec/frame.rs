@@ -43,9 +43,38 @@ pub enum LineScan {
     /// inside JSON strings).
     Plain,
     Lp(LpScan),
-    Csv {
-        in_quote: bool,
-    },
+    Csv(CsvScan),
+}
+
+/// CSV scanner state (RFC 4180): a `"` opens a quoted cell only at the
+/// start of a cell; inside one, `""` is a quote and newlines are data. A
+/// stray quote elsewhere is the decoder's to reject, not a reason to run
+/// on past the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvScan {
+    CellStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted cell: the next byte says whether it closed it.
+    QuoteInQuoted,
+}
+
+impl CsvScan {
+    fn scan(&mut self, data: &[u8]) -> Option<usize> {
+        use CsvScan::*;
+        for (i, &c) in data.iter().enumerate() {
+            *self = match (*self, c) {
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (CellStart, b'"') => Quoted,
+                (_, b'\n') => return Some(i),
+                (_, b',') => CellStart,
+                _ => Unquoted,
+            };
+        }
+        None
+    }
 }
 
 /// Line protocol scanner state. The line is read section by section so a
@@ -125,7 +154,7 @@ impl LineScan {
     pub fn for_format(format: Format) -> LineScan {
         match format {
             Format::Lp => LineScan::Lp(LpScan::FRESH),
-            Format::Csv => LineScan::Csv { in_quote: false },
+            Format::Csv => LineScan::Csv(CsvScan::CellStart),
             Format::Json | Format::Binary => LineScan::Plain,
         }
     }
@@ -136,7 +165,7 @@ impl LineScan {
         match self {
             LineScan::Plain => {}
             LineScan::Lp(s) => *s = LpScan::FRESH,
-            LineScan::Csv { in_quote } => *in_quote = false,
+            LineScan::Csv(s) => *s = CsvScan::CellStart,
         }
     }
 
@@ -157,21 +186,14 @@ impl LineScan {
                 }
                 s.scan(data)
             }
-            LineScan::Csv { in_quote } => {
-                if !*in_quote
+            LineScan::Csv(s) => {
+                if *s == CsvScan::CellStart
                     && let Some(p) = memchr(b'\n', data)
                     && memchr(b'"', &data[..p]).is_none()
                 {
                     return Some(p);
                 }
-                for (i, &c) in data.iter().enumerate() {
-                    match c {
-                        b'"' => *in_quote = !*in_quote,
-                        b'\n' if !*in_quote => return Some(i),
-                        _ => {}
-                    }
-                }
-                None
+                s.scan(data)
             }
         }
     }
@@ -527,6 +549,13 @@ mod tests {
             let (out, _) = collect(&mut f, &[&input[..cut], &input[cut..]]);
             assert_eq!(out, ["L:1,\"a\nb\",\"c\"\"\"", "L:2,x"], "cut {cut}");
         }
+    }
+
+    #[test]
+    fn csv_stray_quote_does_not_swallow_lines() {
+        let mut f = lines(Format::Csv, 128);
+        let (out, _) = collect(&mut f, &[b"1,a\"b,2\n3,\"x\"y,4\n5,6\n"]);
+        assert_eq!(out, ["L:1,a\"b,2", "L:3,\"x\"y,4", "L:5,6"]);
     }
 
     #[test]
