@@ -77,17 +77,26 @@ fn steady_state(wire: Wire, pipeline: &str) {
     h.shutdown();
     let n = after - before;
     eprintln!("{wire:?}: {n} allocations for {N} records in steady state");
-    assert!(n < 16, "{n} allocations for {N} records: the hot path allocates");
+    assert!(
+        n < 16,
+        "{n} allocations for {N} records: the hot path allocates"
+    );
 }
 
 #[test]
 fn binary_filter_eval_file_sink_allocates_nothing_per_record() {
-    steady_state(Wire::BinaryFixed, "filter price > 50.0 | eval notional = price * qty, big = notional > 1000.0 | to out");
+    steady_state(
+        Wire::BinaryFixed,
+        "filter price > 50.0 | eval notional = price * qty, big = notional > 1000.0 | to out",
+    );
 }
 
 #[test]
 fn json_symbols_strings_allocate_nothing_per_record() {
-    steady_state(Wire::JsonTcp, "filter temp > 0.0 | eval site_up = upper(site), d = len(device) | to out");
+    steady_state(
+        Wire::JsonTcp,
+        "filter temp > 0.0 | eval site_up = upper(site), d = len(device) | to out",
+    );
 }
 
 #[test]
