@@ -98,3 +98,79 @@ pub fn compile_config(cfg: &Config) -> Result<Plan, PipelineError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzz entry point for the parser and type checker: any text either
+/// compiles or yields a located diagnostic; nothing panics.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    use crate::codec::schema::{Field, Schema, parse_type};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let f = |name: &str, ty: &str| {
+        let (ty, wire) = parse_type(ty).expect("known type");
+        Field {
+            name: name.into(),
+            ty,
+            wire,
+            offset: None,
+            required: false,
+        }
+    };
+    let schema = Arc::new(Schema::new(
+        "fuzz",
+        vec![
+            f("ts", "timestamp"),
+            f("price", "f64"),
+            f("qty", "i64"),
+            f("seq", "u64"),
+            f("symbol", "symbol"),
+            f("name", "string"),
+            f("ok", "bool"),
+        ],
+        None,
+        false,
+    ));
+    let params = vec![
+        ("min_price".to_string(), ParamValue::F64(1.0)),
+        ("n".to_string(), ParamValue::I64(3)),
+        ("s".to_string(), ParamValue::Str("x".into())),
+    ];
+    let sinks = vec!["out".to_string(), "alerts".to_string()];
+    match parser::parse(text) {
+        Err(d) => {
+            let _ = d.locate("fuzz.mts", text, 0).to_string();
+        }
+        Ok(ast) => {
+            let input = compile::CompileInput {
+                schema: &schema,
+                params: &params,
+                tables: &[],
+                sinks: &sinks,
+            };
+            match compile::compile(&ast, &input) {
+                Err(d) => {
+                    let _ = d.locate("fuzz.mts", text, 0).to_string();
+                }
+                Ok(c) => {
+                    // Run what compiled over an empty and a one-row batch.
+                    if c.unsupported.is_empty() {
+                        let mut exec = exec::Exec::new(&c.chain, 4);
+                        let mut b = crate::codec::Batch::new(&schema, 4);
+                        let syms = crate::codec::Interner::new(16);
+                        struct Nop;
+                        impl exec::Emit for Nop {
+                            fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
+                        }
+                        exec.run(&c.chain, &b, &syms, 0, &mut Nop);
+                        let mut r = b.row();
+                        r.set_f64(1, f64::NAN);
+                        r.set_i64(2, i64::MIN);
+                        r.commit(&schema, 0).expect("no required fields");
+                        exec.run(&c.chain, &b, &syms, 0, &mut Nop);
+                    }
+                }
+            }
+        }
+    }
+}
