@@ -144,68 +144,6 @@ impl BinaryDecoder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codec::schema::{Field, parse_type};
-    use crate::codec::{Interner, Value};
-
-    pub(crate) fn tick_schema() -> Schema {
-        let f = |name: &str, ty: &str, offset: u32| {
-            let (ty, wire) = parse_type(ty).unwrap();
-            Field {
-                name: name.into(),
-                ty,
-                wire,
-                offset: Some(offset),
-                required: false,
-            }
-        };
-        Schema::new(
-            "tick",
-            vec![
-                f("ts", "timestamp", 0),
-                f("seq", "u64", 8),
-                f("symbol", "u32", 16),
-                f("qty", "i32", 20),
-                f("price", "f64", 24),
-            ],
-            Some(32),
-            false,
-        )
-    }
-
-    fn tick(ts: i64, seq: u64, sym: u32, qty: i32, price: f64) -> [u8; 32] {
-        let mut b = [0u8; 32];
-        b[0..8].copy_from_slice(&ts.to_le_bytes());
-        b[8..16].copy_from_slice(&seq.to_le_bytes());
-        b[16..20].copy_from_slice(&sym.to_le_bytes());
-        b[20..24].copy_from_slice(&qty.to_le_bytes());
-        b[24..32].copy_from_slice(&price.to_le_bytes());
-        b
-    }
-
-    #[test]
-    fn decodes_and_widens() {
-        let s = tick_schema();
-        let d = BinaryDecoder::new(&s);
-        let mut data = Vec::new();
-        data.extend_from_slice(&tick(5, 1, 7, -3, 10.5));
-        data.extend_from_slice(&tick(6, 2, 8, 4, 11.25));
-        data.extend_from_slice(&tick(7, 3, 9, 5, 12.0));
-        let mut b = Batch::new(&s, 2);
-        assert_eq!(d.decode_run(&data, &mut b), 2, "bounded by capacity");
-        let sym = Interner::new(1);
-        assert_eq!(b.value(1, 0, &sym), Value::Ts(6));
-        assert_eq!(b.value(0, 2, &sym), Value::U64(7));
-        assert_eq!(b.value(0, 3, &sym), Value::I64(-3));
-        assert_eq!(b.value(1, 4, &sym), Value::F64(11.25));
-        b.clear();
-        assert_eq!(d.decode_run(&data[64..], &mut b), 1);
-        assert_eq!(b.value(0, 1, &sym), Value::U64(3));
-    }
-}
-
 /// Fuzz entry point: decodes `data` as runs of records of a schema using
 /// every wire type, big- and little-endian; every decoded value must
 /// re-encode to its source bytes where the type is exact.
@@ -270,5 +208,67 @@ pub fn fuzz_one(data: &[u8]) {
             run = &run[n * 48..];
         }
         assert_eq!(row, whole / 48);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::schema::{Field, parse_type};
+    use crate::codec::{Interner, Value};
+
+    pub(crate) fn tick_schema() -> Schema {
+        let f = |name: &str, ty: &str, offset: u32| {
+            let (ty, wire) = parse_type(ty).unwrap();
+            Field {
+                name: name.into(),
+                ty,
+                wire,
+                offset: Some(offset),
+                required: false,
+            }
+        };
+        Schema::new(
+            "tick",
+            vec![
+                f("ts", "timestamp", 0),
+                f("seq", "u64", 8),
+                f("symbol", "u32", 16),
+                f("qty", "i32", 20),
+                f("price", "f64", 24),
+            ],
+            Some(32),
+            false,
+        )
+    }
+
+    fn tick(ts: i64, seq: u64, sym: u32, qty: i32, price: f64) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(&ts.to_le_bytes());
+        b[8..16].copy_from_slice(&seq.to_le_bytes());
+        b[16..20].copy_from_slice(&sym.to_le_bytes());
+        b[20..24].copy_from_slice(&qty.to_le_bytes());
+        b[24..32].copy_from_slice(&price.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn decodes_and_widens() {
+        let s = tick_schema();
+        let d = BinaryDecoder::new(&s);
+        let mut data = Vec::new();
+        data.extend_from_slice(&tick(5, 1, 7, -3, 10.5));
+        data.extend_from_slice(&tick(6, 2, 8, 4, 11.25));
+        data.extend_from_slice(&tick(7, 3, 9, 5, 12.0));
+        let mut b = Batch::new(&s, 2);
+        assert_eq!(d.decode_run(&data, &mut b), 2, "bounded by capacity");
+        let sym = Interner::new(1);
+        assert_eq!(b.value(1, 0, &sym), Value::Ts(6));
+        assert_eq!(b.value(0, 2, &sym), Value::U64(7));
+        assert_eq!(b.value(0, 3, &sym), Value::I64(-3));
+        assert_eq!(b.value(1, 4, &sym), Value::F64(11.25));
+        b.clear();
+        assert_eq!(d.decode_run(&data[64..], &mut b), 1);
+        assert_eq!(b.value(0, 1, &sym), Value::U64(3));
     }
 }

@@ -467,6 +467,81 @@ pub fn split_datagram(
     }
 }
 
+/// Fuzz entry point for the framers: the first byte picks the framing,
+/// the format and where the input is cut into receives; the rest is the
+/// stream. Checks that no record exceeds `max_frame`, that binary runs are
+/// whole records, that the carry stays bounded, and that cutting the same
+/// bytes differently yields the same records.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&sel, stream)) = data.split_first() else {
+        return;
+    };
+    const MAX: usize = 64;
+    const SIZE: usize = 4;
+    let format = [Format::Lp, Format::Csv, Format::Json][(sel as usize >> 2) % 3];
+    let kind = match sel & 3 {
+        0 => StreamKind::Newline(LineScan::for_format(format)),
+        1 => StreamKind::Fixed { size: SIZE },
+        2 => StreamKind::Len16Be { size: SIZE },
+        _ => StreamKind::Len32Le { size: SIZE },
+    };
+    let run = |cuts: &mut dyn Iterator<Item = usize>| -> Vec<(u8, Vec<u8>)> {
+        let mut f = StreamFramer::new(kind, MAX);
+        let mut out = Vec::new();
+        let mut rest = stream;
+        let mut closed = false;
+        let mut on = |e: Event<'_>| match e {
+            Event::Line(l) => {
+                assert!(l.len() <= MAX, "line over max_frame");
+                out.push((b'L', l.to_vec()));
+            }
+            Event::Records(r) => {
+                assert!(
+                    !r.is_empty() && r.len() % SIZE == 0,
+                    "binary runs are whole records"
+                );
+                // Runs may be split differently; compare record by record.
+                for rec in r.chunks(SIZE) {
+                    out.push((b'R', rec.to_vec()));
+                }
+            }
+            Event::Reject(r) => out.push((b'X', r.name().as_bytes().to_vec())),
+        };
+        while !rest.is_empty() && !closed {
+            let n = cuts.next().unwrap_or(rest.len()).clamp(1, rest.len());
+            let (now, later) = rest.split_at(n);
+            if let Status::Close(_) = f.feed(now, &mut on) {
+                closed = true;
+            }
+            assert!(f.pending() <= MAX + 4, "carry bounded by max_frame");
+            rest = later;
+        }
+        if !closed {
+            f.finish(&mut on);
+        }
+        out
+    };
+    let whole = run(&mut std::iter::empty());
+    let mut step = (sel as usize % 7) + 1;
+    let mut cuts = std::iter::from_fn(move || {
+        step = step * 5 % 13 + 1;
+        Some(step)
+    });
+    let pieces = run(&mut cuts);
+    let mut bytes = std::iter::repeat(1usize);
+    let single = run(&mut bytes);
+    assert_eq!(whole, pieces, "framing depends on where receives end");
+    assert_eq!(whole, single, "framing depends on where receives end");
+    let mut on = |e: Event<'_>| {
+        if let Event::Records(r) = e {
+            assert_eq!(r.len() % SIZE, 0);
+        }
+    };
+    split_datagram(stream, format, SIZE, MAX, &mut on);
+    split_datagram(stream, Format::Binary, SIZE, MAX, &mut on);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,79 +710,4 @@ mod tests {
         });
         assert_eq!(out, ["R:aaaa", "X:truncated"]);
     }
-}
-
-/// Fuzz entry point for the framers: the first byte picks the framing,
-/// the format and where the input is cut into receives; the rest is the
-/// stream. Checks that no record exceeds `max_frame`, that binary runs are
-/// whole records, that the carry stays bounded, and that cutting the same
-/// bytes differently yields the same records.
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    let Some((&sel, stream)) = data.split_first() else {
-        return;
-    };
-    const MAX: usize = 64;
-    const SIZE: usize = 4;
-    let format = [Format::Lp, Format::Csv, Format::Json][(sel as usize >> 2) % 3];
-    let kind = match sel & 3 {
-        0 => StreamKind::Newline(LineScan::for_format(format)),
-        1 => StreamKind::Fixed { size: SIZE },
-        2 => StreamKind::Len16Be { size: SIZE },
-        _ => StreamKind::Len32Le { size: SIZE },
-    };
-    let run = |cuts: &mut dyn Iterator<Item = usize>| -> Vec<(u8, Vec<u8>)> {
-        let mut f = StreamFramer::new(kind, MAX);
-        let mut out = Vec::new();
-        let mut rest = stream;
-        let mut closed = false;
-        let mut on = |e: Event<'_>| match e {
-            Event::Line(l) => {
-                assert!(l.len() <= MAX, "line over max_frame");
-                out.push((b'L', l.to_vec()));
-            }
-            Event::Records(r) => {
-                assert!(
-                    !r.is_empty() && r.len() % SIZE == 0,
-                    "binary runs are whole records"
-                );
-                // Runs may be split differently; compare record by record.
-                for rec in r.chunks(SIZE) {
-                    out.push((b'R', rec.to_vec()));
-                }
-            }
-            Event::Reject(r) => out.push((b'X', r.name().as_bytes().to_vec())),
-        };
-        while !rest.is_empty() && !closed {
-            let n = cuts.next().unwrap_or(rest.len()).clamp(1, rest.len());
-            let (now, later) = rest.split_at(n);
-            if let Status::Close(_) = f.feed(now, &mut on) {
-                closed = true;
-            }
-            assert!(f.pending() <= MAX + 4, "carry bounded by max_frame");
-            rest = later;
-        }
-        if !closed {
-            f.finish(&mut on);
-        }
-        out
-    };
-    let whole = run(&mut std::iter::empty());
-    let mut step = (sel as usize % 7) + 1;
-    let mut cuts = std::iter::from_fn(move || {
-        step = step * 5 % 13 + 1;
-        Some(step)
-    });
-    let pieces = run(&mut cuts);
-    let mut bytes = std::iter::repeat(1usize);
-    let single = run(&mut bytes);
-    assert_eq!(whole, pieces, "framing depends on where receives end");
-    assert_eq!(whole, single, "framing depends on where receives end");
-    let mut on = |e: Event<'_>| {
-        if let Event::Records(r) = e {
-            assert_eq!(r.len() % SIZE, 0);
-        }
-    };
-    split_datagram(stream, format, SIZE, MAX, &mut on);
-    split_datagram(stream, Format::Binary, SIZE, MAX, &mut on);
 }
