@@ -1,1 +1,174 @@
-fn main() {}
+//! ns/record of compiled chains over a 1024-record batch: P1's filter +
+//! eval on sensors, the ticks filter + eval + route, and the row encoding
+//! every emitted record goes through on its way to a sink.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mutstream::codec::schema::{Field, Schema, parse_type};
+use mutstream::codec::{Batch, DecodeCx, Decoder, DecoderSpec, Format, Interner, Precision};
+use mutstream::config::ParamValue;
+use mutstream::loadgen::{Rng, Sensor, Tick};
+use mutstream::pipeline::compile::{CompileInput, compile};
+use mutstream::pipeline::exec::{Emit, Exec, Rows};
+use mutstream::pipeline::parser::parse;
+use mutstream::pipeline::program::EmitSpec;
+use std::hint::black_box;
+use std::sync::Arc;
+
+const N: usize = 1024;
+
+/// Counts emitted records without encoding them.
+struct Count(usize);
+impl Emit for Count {
+    fn emit(&mut self, _: &EmitSpec, rows: &Rows<'_>) {
+        self.0 += rows.sel.len();
+    }
+}
+
+/// Encodes emitted records into the row format, as a sink port does.
+struct Encode(Vec<u8>);
+impl Emit for Encode {
+    fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
+        self.0.clear();
+        black_box(mutstream::sink::row::encode(spec, rows, &mut self.0));
+    }
+}
+
+fn schema(fields: &[(&str, &str, Option<u32>)], size: Option<u32>) -> Arc<Schema> {
+    Arc::new(Schema::new(
+        "s",
+        fields
+            .iter()
+            .map(|(n, t, o)| {
+                let (ty, wire) = parse_type(t).unwrap();
+                Field {
+                    name: n.to_string(),
+                    ty,
+                    wire,
+                    offset: *o,
+                    required: false,
+                }
+            })
+            .collect(),
+        size,
+        false,
+    ))
+}
+
+fn bench_chain(
+    c: &mut Criterion,
+    name: &str,
+    s: &Arc<Schema>,
+    batch: &Batch,
+    syms: &Interner,
+    src: &str,
+    params: &[(String, ParamValue)],
+) {
+    let sinks = vec!["journal".to_string(), "alerts".to_string()];
+    let ast = parse(src).unwrap();
+    let chain = compile(
+        &ast,
+        &CompileInput {
+            schema: s,
+            params,
+            tables: &[],
+            sinks: &sinks,
+        },
+    )
+    .unwrap()
+    .chain;
+    let mut exec = Exec::new(&chain, N);
+    let mut g = c.benchmark_group("chain");
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let mut out = Count(0);
+            exec.run(&chain, black_box(batch), syms, 0, &mut out);
+            black_box(out.0)
+        })
+    });
+    let mut enc = Encode(Vec::with_capacity(1 << 20));
+    g.bench_function(format!("{name}+encode"), |b| {
+        b.iter(|| exec.run(&chain, black_box(batch), syms, 0, &mut enc))
+    });
+    g.finish();
+}
+
+fn chains(c: &mut Criterion) {
+    // P1 over sensors (WORKLOADS.md).
+    let s = schema(
+        &[
+            ("ts", "timestamp", None),
+            ("device", "symbol", None),
+            ("site", "symbol", None),
+            ("temp", "f64", None),
+            ("hum", "f64", None),
+            ("battery", "i64", None),
+        ],
+        None,
+    );
+    let spec = DecoderSpec {
+        format: Format::Json,
+        measurement: None,
+        precision: Precision::Ns,
+        columns: vec![],
+    };
+    let mut dec = Decoder::new(&spec, &s);
+    let mut batch = Batch::new(&s, N);
+    let mut syms = Interner::new(1 << 20);
+    let mut r = Rng::new(1);
+    let mut line = Vec::new();
+    for i in 0..N as u64 {
+        line.clear();
+        Sensor::draw(&mut r, i).json(&mut line);
+        let mut cx = DecodeCx {
+            schema: &s,
+            symbols: &mut syms,
+            now_ns: 0,
+        };
+        dec.decode_line(&line[..line.len() - 1], &mut batch, &mut cx)
+            .unwrap();
+    }
+    bench_chain(
+        c,
+        "p1_filter_eval",
+        &s,
+        &batch,
+        &syms,
+        "hot: filter temp > 25.0 | eval temp_f = temp * 9.0 / 5.0 + 32.0 | to journal",
+        &[],
+    );
+
+    // The ticks pipeline without its lookup tables.
+    let t = schema(
+        &[
+            ("ts", "timestamp", Some(0)),
+            ("seq", "u64", Some(8)),
+            ("symbol", "u32", Some(16)),
+            ("qty", "i32", Some(20)),
+            ("price", "f64", Some(24)),
+        ],
+        Some(32),
+    );
+    let mut data = Vec::new();
+    for i in 0..N as u64 {
+        Tick::draw(&mut r, i as i64, i).encode(&mut data);
+    }
+    let mut tb = Batch::new(&t, N);
+    mutstream::codec::binary::BinaryDecoder::new(&t).decode_run(&data, &mut tb);
+    let params = vec![
+        ("min_price".to_string(), ParamValue::F64(10.0)),
+        ("alert_notional".to_string(), ParamValue::F64(150000.0)),
+    ];
+    bench_chain(
+        c,
+        "ticks_filter_eval_route",
+        &t,
+        &tb,
+        &Interner::new(1),
+        "hot: filter price > $min_price and symbol in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89] | eval notional = price * qty\nbig: route alerts when notional > $alert_notional | to journal",
+        &params,
+    );
+}
+
+criterion_group!(benches, chains);
+criterion_main!(benches);

@@ -470,7 +470,12 @@ fn reference_value(ty: FieldType, text: &[u8], quoted: bool) -> Result<Option<St
                 _ => std::str::from_utf8(text)
                     .ok()
                     .filter(|t| t.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)))
-                    .filter(|t| !t[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
+                    // A sign must be followed by a digit or `.` (no "-inf"),
+                    // but `4e3` is a number.
+                    .filter(|t| {
+                        !(t.starts_with(['+', '-'])
+                            && t[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
+                    })
                     .and_then(|t| t.parse::<f64>().ok())
                     .ok_or(Reason::TypeMismatch)?,
             };

@@ -129,6 +129,8 @@ impl ShardMetrics {
 /// Written by a sink thread.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
+    /// Kernel thread id of the sink thread (0 before it starts).
+    pub tid: AtomicI32,
     pub records: Counter,
     pub bytes: Counter,
     pub batches: Counter,

@@ -307,6 +307,7 @@ fn run_sink(
 ) {
     crate::sys::block_control_signals();
     let c = &metrics.sinks[si];
+    c.tid.store(crate::sys::gettid(), Ordering::Relaxed);
     let mut line = Vec::with_capacity(1 << 16);
     let mut idle_rounds = 0u32;
     let mut last_error_log = 0u64;

@@ -1,0 +1,450 @@
+//! `mutbench`: end-to-end throughput of mutstream on WORKLOADS.md's W2 and
+//! W4 (filter + eval, blackhole sink, 1 shard), beside the machine's own
+//! TCP loopback limit (iperf3) measured in the same run.
+//!
+//! The appliance runs in this process with its worker pinned to core 0;
+//! the senders are pinned to the last core. Throughput is records from the
+//! first byte sent until the worker has decoded every record; CPU is the
+//! worker's and sink threads' own time from /proc/self/task/TID/stat, so
+//! the senders' CPU never counts as the appliance's. A run that loses a
+//! record fails.
+//!
+//! `mutbench send` is the seeded sender alone, for tests and scripts that
+//! run the appliance as a separate process.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use mutstream::config::Config;
+use mutstream::loadgen::{Rng, Sensor, Tick};
+use mutstream::runtime::Appliance;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "mutbench",
+    about = "mutstream end-to-end benchmarks (WORKLOADS.md W2, W4)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Sensor line protocol over TCP, newline framing.
+    W2,
+    /// Binary ticks over TCP, fixed 32-byte framing.
+    W4,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run workloads in-process and print a Markdown table.
+    Run {
+        #[arg(long, value_enum, num_args = 1.., default_values = ["w2", "w4"])]
+        workload: Vec<Workload>,
+        /// Records per run (default: 20M for W2, 100M for W4 as WORKLOADS.md).
+        #[arg(long)]
+        records: Option<u64>,
+        /// Runs per workload; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        conns: usize,
+        /// Write the results as JSON too.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Skip the iperf3 measurement.
+        #[arg(long)]
+        no_limits: bool,
+    },
+    /// Send a seeded workload to a running appliance.
+    Send {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, value_enum)]
+        workload: Workload,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 4)]
+        conns: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// One connection's bytes: `unique` seeded records, sent repeatedly to
+/// reach the record count (generation stays off the measured path).
+fn block(w: Workload, seed: u64, conn: u64, unique: u64) -> Vec<u8> {
+    let mut r = Rng::for_stream(seed, conn);
+    let mut out = Vec::new();
+    for i in 0..unique {
+        match w {
+            Workload::W4 => Tick::draw(&mut r, mutstream::loadgen::SENSOR_EPOCH_NS + i as i64, i)
+                .encode(&mut out),
+            Workload::W2 => Sensor::draw(&mut r, i).lp(&mut out),
+        }
+    }
+    out
+}
+
+fn record_len(w: Workload, block: &[u8], unique: u64) -> Option<usize> {
+    match w {
+        Workload::W4 => Some(32),
+        Workload::W2 => {
+            let _ = (block, unique);
+            None
+        }
+    }
+}
+
+/// Sends `records` records of `data` (holding `unique` records) over `s`.
+fn send_block(
+    s: &mut TcpStream,
+    w: Workload,
+    data: &[u8],
+    unique: u64,
+    records: u64,
+) -> std::io::Result<()> {
+    let mut left = records;
+    while left >= unique {
+        s.write_all(data)?;
+        left -= unique;
+    }
+    if left > 0 {
+        // The first `left` records of the block.
+        let cut = match record_len(w, data, unique) {
+            Some(n) => n * left as usize,
+            None => {
+                let mut seen = 0u64;
+                let mut at = 0;
+                for (i, &b) in data.iter().enumerate() {
+                    if b == b'\n' {
+                        seen += 1;
+                        if seen == left {
+                            at = i + 1;
+                            break;
+                        }
+                    }
+                }
+                at
+            }
+        };
+        s.write_all(&data[..cut])?;
+    }
+    Ok(())
+}
+
+fn config(w: Workload) -> String {
+    let (schema, source, pipeline) = match w {
+        Workload::W4 => (
+            r#"[schemas.tick]
+size = 32
+fields = [
+  { name = "ts",     type = "timestamp", offset = 0 },
+  { name = "seq",    type = "u64",       offset = 8 },
+  { name = "symbol", type = "u32",       offset = 16 },
+  { name = "qty",    type = "i32",       offset = 20 },
+  { name = "price",  type = "f64",       offset = 24 },
+]"#,
+            "framing = \"fixed\"\nformat = \"binary\"\nschema = \"tick\"",
+            "hot: filter price > $min_price\n   | eval notional = price * qty\nbig: route alerts when notional > $alert_notional\n   | to journal",
+        ),
+        Workload::W2 => (
+            r#"[schemas.sensor]
+fields = [
+  { name = "ts",      type = "timestamp" },
+  { name = "device",  type = "symbol" },
+  { name = "site",    type = "symbol" },
+  { name = "temp",    type = "f64" },
+  { name = "hum",     type = "f64" },
+  { name = "battery", type = "i64" },
+]"#,
+            "framing = \"newline\"\nformat = \"lp\"\nschema = \"sensor\"",
+            "hot: filter temp > 25.0\n   | eval temp_f = temp * 9.0 / 5.0 + 32.0\n   | to journal",
+        ),
+    };
+    format!(
+        r#"[runtime]
+shards = 1
+pin = true
+idle = "adaptive"
+{schema}
+[[source]]
+name = "in"
+transport = "tcp"
+listen = "127.0.0.1:0"
+{source}
+[pipeline]
+text = """
+{pipeline}
+"""
+[params]
+min_price = 10.0
+alert_notional = 150000.0
+[[sink]]
+name = "journal"
+kind = "blackhole"
+[[sink]]
+name = "alerts"
+kind = "blackhole"
+"#
+    )
+}
+
+/// utime + stime of thread `tid` of this process, in seconds.
+fn thread_cpu(tid: i32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    // Fields after the ")" of the command name; utime and stime are 14 and 15.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(14) + ticks(15)) / hz
+}
+
+struct RunResult {
+    records: u64,
+    secs: f64,
+    cpu_secs: f64,
+    bytes: u64,
+}
+
+fn run_once(
+    w: Workload,
+    records: u64,
+    conns: usize,
+    blocks: &[Vec<u8>],
+    unique: u64,
+) -> anyhow::Result<RunResult> {
+    let cfg = Config::parse(&config(w), "mutbench", std::path::Path::new("."))?;
+    let app = Appliance::start(cfg)?;
+    let addr = app.local_addr("in").context("bound")?;
+    let m = app.metrics().clone();
+    // Wait for the worker and sink threads to have published their ids.
+    let t = Instant::now();
+    while m.shards[0].tid.load(std::sync::atomic::Ordering::Relaxed) == 0
+        || m.sinks
+            .iter()
+            .any(|s| s.tid.load(std::sync::atomic::Ordering::Relaxed) == 0)
+    {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("threads did not start");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let tids: Vec<i32> =
+        std::iter::once(m.shards[0].tid.load(std::sync::atomic::Ordering::Relaxed))
+            .chain(
+                m.sinks
+                    .iter()
+                    .map(|s| s.tid.load(std::sync::atomic::Ordering::Relaxed)),
+            )
+            .collect();
+    let cpu0: f64 = tids.iter().map(|&t| thread_cpu(t)).sum();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let sender_core = cores.last().copied();
+    let per = records / conns as u64;
+    let mut socks: Vec<TcpStream> = (0..conns)
+        .map(|_| TcpStream::connect(addr))
+        .collect::<Result<_, _>>()?;
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (c, sock) in socks.iter_mut().enumerate() {
+            let n = if c == conns - 1 {
+                records - per * (conns as u64 - 1)
+            } else {
+                per
+            };
+            let data = &blocks[c];
+            s.spawn(move || {
+                if let Some(core) = sender_core {
+                    core_affinity::set_for_current(core);
+                }
+                send_block(sock, w, data, unique, n).expect("send");
+            });
+        }
+    });
+    drop(socks);
+    let records_in = || m.sum(|s| s.sources[0].records.get());
+    while records_in() < records {
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("only {} of {records} records arrived", records_in());
+        }
+        std::hint::spin_loop();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu1: f64 = tids.iter().map(|&t| thread_cpu(t)).sum();
+    let bytes = m.sum(|s| s.sources[0].bytes.get());
+    let summary = app.shutdown(Duration::from_secs(30));
+    let rejects: u64 = summary.sources[0].rejects.iter().map(|r| r.1).sum();
+    if summary.sources[0].records != records || rejects != 0 || summary.chain_in != records {
+        bail!(
+            "lost records: sent {records}, decoded {}, rejected {rejects}, chain {}",
+            summary.sources[0].records,
+            summary.chain_in
+        );
+    }
+    Ok(RunResult {
+        records,
+        secs,
+        cpu_secs: cpu1 - cpu0,
+        bytes,
+    })
+}
+
+/// iperf3's single-stream TCP loopback throughput in GB/s, if available.
+fn iperf3() -> Option<f64> {
+    let port = "5299";
+    let mut server = std::process::Command::new("iperf3")
+        .args(["-s", "-1", "-p", port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = std::process::Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", port, "-t", "3", "-J"])
+        .output()
+        .ok()?;
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 8e9)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Send {
+            addr,
+            workload,
+            records,
+            conns,
+            seed,
+        } => {
+            let unique = (records / conns as u64).clamp(1, 1_000_000);
+            let blocks: Vec<Vec<u8>> = (0..conns)
+                .map(|c| block(workload, seed, c as u64, unique))
+                .collect();
+            let per = records / conns as u64;
+            let t0 = Instant::now();
+            std::thread::scope(|s| {
+                for (c, data) in blocks.iter().enumerate() {
+                    let n = if c == conns - 1 {
+                        records - per * (conns as u64 - 1)
+                    } else {
+                        per
+                    };
+                    s.spawn(move || {
+                        let mut sock = TcpStream::connect(addr).expect("connect");
+                        send_block(&mut sock, workload, data, unique, n).expect("send");
+                    });
+                }
+            });
+            eprintln!(
+                "mutbench: sent {records} {workload:?} records over {conns} connections in {:.2} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Cmd::Run {
+            workload,
+            records,
+            runs,
+            conns,
+            json,
+            no_limits,
+        } => {
+            let limit = if no_limits { None } else { iperf3() };
+            match limit {
+                Some(g) => eprintln!("iperf3 TCP loopback: {g:.2} GB/s"),
+                None if !no_limits => eprintln!(
+                    "iperf3 not found on PATH: limits not measured (tools/bench.sh installs it)"
+                ),
+                None => {}
+            }
+            let mut rows = Vec::new();
+            for w in workload {
+                let n = records.unwrap_or(match w {
+                    Workload::W2 => 20_000_000,
+                    Workload::W4 => 100_000_000,
+                });
+                let unique = (n / conns as u64).clamp(1, 1_000_000);
+                eprintln!("{w:?}: generating {conns} x {unique} seeded records");
+                let blocks: Vec<Vec<u8>> =
+                    (0..conns).map(|c| block(w, 1, c as u64, unique)).collect();
+                let (mut rate, mut per_cpu, mut gbs) = (Vec::new(), Vec::new(), Vec::new());
+                for r in 0..runs {
+                    let res = run_once(w, n, conns, &blocks, unique)?;
+                    let rps = res.records as f64 / res.secs;
+                    eprintln!(
+                        "{w:?} run {}: {} records in {:.3} s = {:.2} M rec/s, {:.2} M rec per CPU-s ({:.2} CPU-s)",
+                        r + 1,
+                        res.records,
+                        res.secs,
+                        rps / 1e6,
+                        res.records as f64 / res.cpu_secs / 1e6,
+                        res.cpu_secs
+                    );
+                    rate.push(rps);
+                    per_cpu.push(res.records as f64 / res.cpu_secs);
+                    gbs.push(res.bytes as f64 / res.secs / 1e9);
+                }
+                let floor = match w {
+                    Workload::W2 => 2e6,
+                    Workload::W4 => 15e6,
+                };
+                let target = match w {
+                    Workload::W2 => 4e6,
+                    Workload::W4 => 30e6,
+                };
+                rows.push((
+                    w,
+                    n,
+                    median(&mut rate),
+                    median(&mut per_cpu),
+                    median(&mut gbs),
+                    floor,
+                    target,
+                ));
+            }
+            let mut md = String::from(
+                "| workload | records | median rec/s | rec per CPU-s | input GB/s | of iperf3 | vs floor | vs SPEC target |\n|---|---|---|---|---|---|---|---|\n",
+            );
+            let mut out = Vec::new();
+            for (w, n, r, c, g, floor, target) in &rows {
+                md += &format!(
+                    "| {w:?} | {n} | {:.2} M | {:.2} M | {g:.3} | {} | {:.2}x | {:.2}x |\n",
+                    r / 1e6,
+                    c / 1e6,
+                    limit.map_or("-".to_string(), |l| format!("{:.1} %", g / l * 100.0)),
+                    r / floor,
+                    r / target
+                );
+                out.push(serde_json::json!({
+                    "workload": format!("{w:?}"), "records": n, "runs": runs,
+                    "records_per_s": r, "records_per_cpu_s": c, "input_gb_per_s": g,
+                    "iperf3_gb_per_s": limit, "floor": floor, "spec_target": target,
+                }));
+            }
+            println!("{md}");
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_vec_pretty(&out)?)?;
+            }
+        }
+    }
+    Ok(())
+}
