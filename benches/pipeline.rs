@@ -25,11 +25,16 @@ impl Emit for Count {
 }
 
 /// Encodes emitted records into the row format, as a sink port does.
-struct Encode(Vec<u8>);
+struct Encode(Vec<u8>, mutstream::sink::row::Scratch);
 impl Emit for Encode {
     fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
         self.0.clear();
-        black_box(mutstream::sink::row::encode(spec, rows, &mut self.0));
+        black_box(mutstream::sink::row::encode(
+            spec,
+            rows,
+            &mut self.0,
+            &mut self.1,
+        ));
     }
 }
 
@@ -86,7 +91,7 @@ fn bench_chain(
             black_box(out.0)
         })
     });
-    let mut enc = Encode(Vec::with_capacity(1 << 20));
+    let mut enc = Encode(Vec::with_capacity(1 << 20), Default::default());
     g.bench_function(format!("{name}+encode"), |b| {
         b.iter(|| exec.run(&chain, black_box(batch), syms, 0, &mut enc))
     });

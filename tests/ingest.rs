@@ -94,3 +94,23 @@ ingest_tests! {
     json_tcp: Wire::JsonTcp,
     csv_tcp: Wire::CsvTcp,
 }
+
+/// A blackhole sink counts on the worker: nothing encoded, nothing lost.
+#[test]
+fn blackhole_counts_every_record() {
+    let wire = Wire::BinaryFixed;
+    let cfg = wire.config(1, "filter price > 100.0 | to out", "").replace(
+        "kind = \"file\"\npath = \"{DIR}/out.jsonl\"",
+        "kind = \"blackhole\"",
+    );
+    let mut h = Harness::start(&cfg);
+    send_tcp(h.addr("in"), wire, 0, 100_000, 64 * 1024);
+    h.wait_records(100_000, Duration::from_secs(30));
+    let s = h.shutdown();
+    let want = (0..100_000)
+        .filter(|&q| Brec::make(0, q).price > 100.0)
+        .count() as u64;
+    assert_eq!(s.sinks[0].written, want);
+    assert_eq!(s.filtered, 100_000 - want);
+    assert!(!h.path("out.jsonl").exists());
+}

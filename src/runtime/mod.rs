@@ -245,9 +245,17 @@ impl Appliance {
             addrs.push(addr);
         }
 
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        // Cores no pinned worker uses: sink threads go there.
+        let housekeeping: Vec<core_affinity::CoreId> = if rt.pin {
+            cores.iter().skip(shards).copied().collect()
+        } else {
+            Vec::new()
+        };
         let (ports, sink_threads) = crate::sink::start(
             &config.sinks,
             shards,
+            &housekeeping,
             rt.ring_capacity,
             rt.batch_max,
             &metrics,
@@ -263,7 +271,6 @@ impl Appliance {
             .collect();
         let publisher = Publisher::new(shards, 1, value, states, rt.max_live_generations as usize);
 
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
         if rt.pin && cores.len() < shards {
             tracing::warn!(
                 shards,
@@ -563,7 +570,12 @@ impl Appliance {
             .map(|(i, k)| SinkSummary {
                 name: k.name.clone(),
                 emitted: m.sum(|x| x.sinks[i].emitted.get()),
-                written: m.sinks[i].records.get(),
+                // A blackhole counts on the workers.
+                written: if k.kind == SinkKind::Blackhole {
+                    m.sum(|x| x.sinks[i].emitted.get())
+                } else {
+                    m.sinks[i].records.get()
+                },
                 dropped_full: m.sum(|x| x.sinks[i].dropped_full.get()),
                 dropped_error: m.sinks[i].dropped_error.get(),
                 dropped_shutdown: m.sum(|x| x.sinks[i].dropped_shutdown.get()),

@@ -53,9 +53,12 @@ pub struct SinkPort {
     tx: rtrb::Producer<OutBatch>,
     back: rtrb::Consumer<OutBatch>,
     free: Vec<OutBatch>,
+    scratch: row::Scratch,
     in_flight: usize,
     capacity: usize,
     on_full: OnFull,
+    /// A blackhole: count the records, encode and send nothing.
+    counts_only: bool,
 }
 
 impl SinkPort {
@@ -92,6 +95,10 @@ impl SinkPort {
         life: &Lifecycle,
     ) {
         let n = rows.sel.len();
+        if self.counts_only {
+            counters.emitted.add(n as u64);
+            return;
+        }
         debug_assert!(n > 0 && n <= self.capacity);
         if !self.has_room(n) && !self.wait_for_room(n, counters, life) {
             return;
@@ -101,7 +108,7 @@ impl SinkPort {
         b.generation = generation;
         b.shard = shard;
         b.ingest_ns = ingest_ns;
-        b.count = row::encode(spec, rows, &mut b.bytes);
+        b.count = row::encode(spec, rows, &mut b.bytes, &mut self.scratch);
         self.in_flight += b.count as usize;
         counters.emitted.add(b.count as u64);
         if self.tx.push(b).is_err() {
@@ -177,7 +184,6 @@ struct SinkInput {
 enum Writer {
     File(std::io::BufWriter<std::fs::File>),
     Stdout(std::io::BufWriter<std::io::Stdout>),
-    Blackhole,
 }
 
 impl Writer {
@@ -200,7 +206,6 @@ impl Writer {
                 1 << 16,
                 std::io::stdout(),
             )),
-            SinkKind::Blackhole => Writer::Blackhole,
             k => {
                 return Err(std::io::Error::other(format!(
                     "sink kind {:?} is not yet supported in this version",
@@ -214,7 +219,6 @@ impl Writer {
         match self {
             Writer::File(w) => w.write_all(b),
             Writer::Stdout(w) => w.write_all(b),
-            Writer::Blackhole => Ok(()),
         }
     }
 
@@ -222,7 +226,6 @@ impl Writer {
         match self {
             Writer::File(w) => w.flush(),
             Writer::Stdout(w) => w.flush(),
-            Writer::Blackhole => Ok(()),
         }
     }
 }
@@ -239,6 +242,7 @@ pub type Started = (Vec<Vec<SinkPort>>, Vec<std::thread::JoinHandle<()>>);
 pub fn start(
     defs: &[SinkDef],
     shards: usize,
+    housekeeping: &[core_affinity::CoreId],
     ring_capacity: usize,
     batch_max: usize,
     metrics: &Arc<Metrics>,
@@ -251,6 +255,10 @@ pub fn start(
     let mut threads = Vec::new();
     let mut writers = Vec::new();
     for def in defs {
+        if def.kind == SinkKind::Blackhole {
+            writers.push(None);
+            continue;
+        }
         let w = Writer::open(def).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -263,9 +271,27 @@ pub fn start(
                 ),
             )
         })?;
-        writers.push(w);
+        writers.push(Some(w));
     }
     for (si, (def, writer)) in defs.iter().zip(writers).enumerate() {
+        let Some(writer) = writer else {
+            // A blackhole counts on the worker: no ring, no thread.
+            for port_list in ports.iter_mut() {
+                let (tx, _) = rtrb::RingBuffer::new(1);
+                let (_, back) = rtrb::RingBuffer::new(1);
+                port_list.push(SinkPort {
+                    tx,
+                    back,
+                    free: Vec::new(),
+                    scratch: row::Scratch::default(),
+                    in_flight: 0,
+                    capacity: ring_capacity,
+                    on_full: def.on_full,
+                    counts_only: true,
+                });
+            }
+            continue;
+        };
         let mut inputs = Vec::new();
         for port_list in ports.iter_mut() {
             let (tx, rx) = rtrb::RingBuffer::new(pool);
@@ -280,18 +306,27 @@ pub fn start(
                 tx,
                 back: back_rx,
                 free,
+                scratch: row::Scratch::default(),
                 in_flight: 0,
                 capacity: ring_capacity,
                 on_full: def.on_full,
+                counts_only: false,
             });
             inputs.push(SinkInput { rx, back: back_tx });
         }
         let metrics = metrics.clone();
         let life = life.clone();
         let name = def.name.clone();
+        // Off the workers' cores, where there are others to use.
+        let core = (!housekeeping.is_empty()).then(|| housekeeping[si % housekeeping.len()]);
         let t = std::thread::Builder::new()
             .name(format!("mutstream-sink-{si}"))
-            .spawn(move || run_sink(&name, si, inputs, writer, &metrics, &life))?;
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                run_sink(&name, si, inputs, writer, &metrics, &life)
+            })?;
         threads.push(t);
     }
     Ok((ports, threads))
@@ -321,10 +356,8 @@ fn run_sink(
                 did += 1;
                 let schema = b.schema.take().expect("workers set the schema");
                 line.clear();
-                if !matches!(w, Writer::Blackhole) {
-                    for r in row::RowIter::new(&b.bytes, &schema) {
-                        json::write_record(&mut line, &schema, &r, b.generation);
-                    }
+                for r in row::RowIter::new(&b.bytes, &schema) {
+                    json::write_record(&mut line, &schema, &r, b.generation);
                 }
                 match w.write_all(&line) {
                     Ok(()) => {

@@ -228,26 +228,17 @@ fn run_once(
     let app = Appliance::start(cfg)?;
     let addr = app.local_addr("in").context("bound")?;
     let m = app.metrics().clone();
-    // Wait for the worker and sink threads to have published their ids.
-    let t = Instant::now();
-    while m.shards[0].tid.load(std::sync::atomic::Ordering::Relaxed) == 0
-        || m.sinks
-            .iter()
-            .any(|s| s.tid.load(std::sync::atomic::Ordering::Relaxed) == 0)
-    {
-        if t.elapsed() > Duration::from_secs(5) {
-            bail!("threads did not start");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let tids: Vec<i32> =
-        std::iter::once(m.shards[0].tid.load(std::sync::atomic::Ordering::Relaxed))
-            .chain(
-                m.sinks
-                    .iter()
-                    .map(|s| s.tid.load(std::sync::atomic::Ordering::Relaxed)),
-            )
-            .collect();
+    // Worker ids are published before start returns; blackhole sinks
+    // count on the worker, so there is no sink thread to add.
+    let ordering = std::sync::atomic::Ordering::Relaxed;
+    let tids: Vec<i32> = std::iter::once(m.shards[0].tid.load(ordering))
+        .chain(
+            m.sinks
+                .iter()
+                .map(|s| s.tid.load(ordering))
+                .filter(|&t| t != 0),
+        )
+        .collect();
     let cpu0: f64 = tids.iter().map(|&t| thread_cpu(t)).sum();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let sender_core = cores.last().copied();
