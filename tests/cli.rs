@@ -384,3 +384,62 @@ fn embedded_default_runs_and_logs_json() {
         log.join("\n")
     );
 }
+
+#[test]
+fn stdout_sink_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = SMALL
+        .replace("PORT", &port.to_string())
+        .replace("kind = \"file\"\npath = \"out.jsonl\"", "kind = \"stdout\"");
+    std::fs::write(dir.path().join("m.toml"), cfg).unwrap();
+    std::fs::write(
+        dir.path().join("p.mts"),
+        "filter price > $min_price | to out\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["run", "--config", "m.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    while !rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap()
+        .contains("running generation")
+    {}
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut b = Vec::new();
+    for i in 0..100 {
+        mutstream::loadgen::Tick {
+            ts: i,
+            seq: i as u64,
+            symbol: 7,
+            qty: 1,
+            price: if i % 2 == 0 { 50.0 } else { 5.0 },
+        }
+        .encode(&mut b);
+    }
+    s.write_all(&b).unwrap();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 50, "{text}");
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["price"].as_f64(), Some(50.0));
+    }
+}

@@ -114,3 +114,25 @@ fn blackhole_counts_every_record() {
     assert_eq!(s.filtered, 100_000 - want);
     assert!(!h.path("out.jsonl").exists());
 }
+
+/// Every idle policy delivers: `spin` never sleeps, `park` always waits in
+/// io_uring_enter and is woken by completions.
+#[test]
+fn every_idle_mode_delivers() {
+    for idle in ["spin", "park", "adaptive"] {
+        let wire = Wire::JsonTcp;
+        let cfg = wire
+            .config(2, "to out", "")
+            .replace("idle = \"adaptive\"", &format!("idle = \"{idle}\""));
+        let mut h = Harness::start(&cfg);
+        let addr = h.addr("in");
+        std::thread::scope(|s| {
+            for c in 0..4 {
+                s.spawn(move || send_tcp(addr, wire, c, 25_000, 8192));
+            }
+        });
+        h.wait_records(100_000, Duration::from_secs(30));
+        h.shutdown();
+        verify_exact(wire, &h.path("out.jsonl"), 4, 25_000);
+    }
+}

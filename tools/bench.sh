@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# W2 and W4 (WORKLOADS.md) end to end, filter + eval into a blackhole sink,
+# 1 shard, median of 3 runs, beside iperf3's TCP loopback limit measured in
+# the same run. Installs iperf3 from Debian when missing.
+#   tools/bench.sh                         # full sizes: 20M (W2), 100M (W4)
+#   tools/bench.sh --records 10000000      # smaller runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v iperf3 >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; fi
+fi
+cargo build --release -p mutbench
+mkdir -p target/bench
+exec target/release/mutbench run --json target/bench/w2w4.json "$@"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The heavy suites in full, beside the short forms CI runs:
+#   * loom with 3 preemptions (CI: 2);
+#   * cargo-fuzz on every target, FUZZ_SECONDS each (default 600; CI
+#     replays the committed corpus only);
+#   * the ingest and stream suites three times over, to shake out races.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-600}
+
+echo "== loom, LOOM_MAX_PREEMPTIONS=3"
+LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
+
+echo "== fuzz, ${FUZZ_SECONDS}s per target"
+for t in decode_lp decode_json decode_csv decode_binary frame_stream pipeline_parse; do
+  (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
+done
+
+echo "== ingest and streams x3"
+for i in 1 2 3; do
+  cargo test --release --test ingest --test streams --test generations --test backpressure
+done
