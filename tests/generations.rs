@@ -33,12 +33,25 @@ fn fifty_generations_under_load() {
         let senders = s.spawn(move || {
             std::thread::scope(|s2| {
                 for c in 0..CONNS {
-                    s2.spawn(move || send_tcp(addr, wire, c, N, 4096));
+                    // Paced so the stream lasts about a second: generations
+                    // are published all along it.
+                    s2.spawn(move || {
+                        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+                        let mut buf = Vec::new();
+                        for chunk in 0..N / 1000 {
+                            buf.clear();
+                            for q in chunk * 1000..(chunk + 1) * 1000 {
+                                wire.record(c, q, &mut buf);
+                            }
+                            std::io::Write::write_all(&mut sock, &buf).unwrap();
+                            std::thread::sleep(Duration::from_millis(8));
+                        }
+                    });
                 }
             });
             done.store(true, Ordering::SeqCst);
         });
-        while !done.load(Ordering::SeqCst) || published < 50 {
+        while !done.load(Ordering::SeqCst) {
             let app = h.app();
             let next = app.generation() + 1;
             let cfg = app.config().clone();
@@ -62,7 +75,7 @@ fn fifty_generations_under_load() {
         .metrics()
         .sum(|m| m.generation_switches.get());
     h.shutdown();
-    assert!(published >= 50);
+    assert!(published >= 50, "{published} generations published");
     let lines = read_json_lines(&h.path("out.jsonl"));
     assert_eq!(lines.len() as u64, CONNS * N);
     let mut last: HashMap<u64, (u64, u64)> = HashMap::new();

@@ -67,6 +67,8 @@ pub struct SourceCounters {
     pub conns_timed_out: Counter,
     /// Connections closed because a length prefix exceeded `max_frame`.
     pub conns_bad_frame: Counter,
+    /// Failed accepts (e.g. out of file descriptors).
+    pub accept_errors: Counter,
 }
 
 impl SourceCounters {

@@ -841,6 +841,14 @@ impl Compiler<'_> {
             (Some(t), None) => (t, t),
             (Some(a), Some(b)) => (a, b),
         };
+        // A non-negative integer constant takes the type of a u64 operand,
+        // so `hash(k) % 10` and `seq + 1` stay u64 instead of overflowing i64.
+        let nonneg_const = |t: &Te| matches!(t, Te::Const(Const::I64(v), _) if *v >= 0);
+        let (lt, rt) = match (lt, rt) {
+            (U64, I64) if nonneg_const(&r) => (U64, U64),
+            (I64, U64) if nonneg_const(&l) => (U64, U64),
+            other => other,
+        };
         let bad = || {
             Diagnostic::new(
                 span,

@@ -309,7 +309,14 @@ impl Parser<'_> {
                     None
                 };
                 let lateness_ns = if self.eat_word("lateness") {
-                    Some(self.duration("a duration after `lateness`")?)
+                    // Zero lateness is allowed: windows close on the newest ts.
+                    match *self.peek() {
+                        Tok::Duration(0) => {
+                            self.bump();
+                            Some(0)
+                        }
+                        _ => Some(self.duration("a duration after `lateness`")?),
+                    }
                 } else {
                     None
                 };

@@ -449,3 +449,25 @@ fn type_errors_are_located() {
         assert_eq!(compile_err(&f, src), want, "{src}");
     }
 }
+
+#[test]
+fn integer_literals_take_the_type_of_a_u64_operand() {
+    let s = schema(&[("seq", "u64"), ("name", "symbol")]);
+    let r = run(
+        &s,
+        "eval m = seq % 10, n = seq + 1, h = hash(name) % 1000, neg = seq - 5, mixed = seq + -1 | to out",
+        &[],
+        &[
+            vec![V::U(u64::MAX - 5), V::S("abc".into())],
+            vec![V::U(3), V::S("x".into())],
+        ],
+    );
+    assert_eq!(col(&r.out, "m"), [V::U((u64::MAX - 5) % 10), V::U(3)]);
+    assert_eq!(col(&r.out, "n"), [V::U(u64::MAX - 4), V::U(4)]);
+    let h = xxhash_rust::xxh3::xxh3_64(b"abc") % 1000;
+    assert_eq!(col(&r.out, "h")[0], V::U(h));
+    // Unsigned underflow is overflow: null.
+    assert_eq!(col(&r.out, "neg"), [V::U(u64::MAX - 10), V::Null]);
+    // A negative literal keeps i64 arithmetic (u64 above i64::MAX is null).
+    assert_eq!(col(&r.out, "mixed"), [V::Null, V::I(2)]);
+}

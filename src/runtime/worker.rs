@@ -125,12 +125,17 @@ struct Conn {
     last_ns: u64,
     state: ConnState,
     timed_out: bool,
+    /// The stream cannot be resynchronised (a bad length prefix): bytes
+    /// still arriving before the cancel completes are discarded.
+    poisoned: bool,
 }
 
 struct Listener {
     fd: OwnedFd,
     source: usize,
     armed: bool,
+    /// Accepting failed; re-arm on the next tick.
+    retry: bool,
 }
 
 struct UdpSock {
@@ -425,6 +430,7 @@ impl Worker {
                     fd,
                     source: src,
                     armed: false,
+                    retry: false,
                 }),
                 Transport::Udp => {
                     let hdr = w.ring.new_msghdr();
@@ -546,9 +552,17 @@ impl Worker {
 
     fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
         let src = self.listeners[li].source;
+        if res < 0 && res != -libc::ECANCELED {
+            self.eng.metrics.shards[self.eng.shard].sources[src]
+                .accept_errors
+                .add(1);
+        }
         if is_final(flags) {
             self.listeners[li].armed = false;
-            if !self.stopping {
+            if res < 0 && !self.stopping {
+                // EMFILE and friends: retry on the next tick, not in a loop.
+                self.listeners[li].retry = true;
+            } else if !self.stopping {
                 self.ring.accept_multi(
                     self.listeners[li].fd.as_raw_fd(),
                     Tag::new(Kind::Accept, li as u32, 0),
@@ -583,6 +597,7 @@ impl Worker {
                 c.last_ns = now;
                 c.state = ConnState::Reading;
                 c.timed_out = false;
+                c.poisoned = false;
                 i
             }
             None => {
@@ -594,6 +609,7 @@ impl Worker {
                     last_ns: now,
                     state: ConnState::Reading,
                     timed_out: false,
+                    poisoned: false,
                 });
                 (self.conns.len() - 1) as u32
             }
@@ -623,6 +639,17 @@ impl Worker {
             return;
         }
         let fin = is_final(flags);
+        if res > 0 && self.conns[idx].poisoned {
+            let bid = bid.expect("a receive with data names its buffer");
+            self.tcp_bufs
+                .as_mut()
+                .expect("TCP sources have a buffer ring")
+                .recycle(bid);
+            if fin {
+                self.close_conn(idx, false);
+            }
+            return;
+        }
         if res > 0 {
             let bid = bid.expect("a receive with data names its buffer");
             let Worker {
@@ -655,6 +682,7 @@ impl Worker {
             if let Status::Close(reason) = status {
                 sc.conns_bad_frame.add(1);
                 eng.reject(si, Reject::new(reason), &[], now);
+                c.poisoned = true;
                 if !fin && c.state == ConnState::Reading {
                     c.state = ConnState::Cancelling;
                     let t = Tag::new(Kind::Tcp, idx as u32, c.gen_id);
@@ -863,6 +891,14 @@ impl Worker {
     /// Once a second: close connections idle past their source's timeout.
     fn on_tick(&mut self) {
         self.poll_udp_drops();
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.retry && !l.armed {
+                l.retry = false;
+                l.armed = true;
+                self.ring
+                    .accept_multi(l.fd.as_raw_fd(), Tag::new(Kind::Accept, i as u32, 0));
+            }
+        }
         let now = crate::sys::mono_ns();
         for (i, c) in self.conns.iter_mut().enumerate() {
             if c.state != ConnState::Reading {
