@@ -47,7 +47,7 @@ fn slow_sink_config(on_full: &str) -> String {
             "to out",
             "batch_max = 64\nring_capacity = 256\nrecv_buffers = 8\nrecv_buffer_size = 4096\n",
         )
-        .replace("rcvbuf_bytes = \"16MiB\"", "rcvbuf_bytes = \"64KiB\"")
+        .replace("rcvbuf_bytes = \"32MiB\"", "rcvbuf_bytes = \"64KiB\"")
         .replace(
             "path = \"{DIR}/out.jsonl\"",
             &format!("path = \"{{DIR}}/fifo\"\non_full = \"{on_full}\""),

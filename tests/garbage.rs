@@ -230,8 +230,8 @@ fn binary_frames_truncated_and_a_4gib_length_prefix() {
 fn udp_datagrams_partial_and_oversized() {
     let wire = Wire::BinaryDatagram;
     let cfg = wire.config(1, "to out", "").replace(
-        "rcvbuf_bytes = \"16MiB\"",
-        "rcvbuf_bytes = \"16MiB\"\nmax_frame = 400",
+        "rcvbuf_bytes = \"32MiB\"",
+        "rcvbuf_bytes = \"32MiB\"\nmax_frame = 400",
     );
     let mut h = Harness::start(&cfg);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -4,7 +4,7 @@
 //! How: a real appliance in this process listens on loopback; senders use
 //! plain sockets (32 TCP connections, or 16 UDP sockets paced to 1 000
 //! datagrams/s each, well below what the appliance and its file sink
-//! sustain, with a 16 MiB receive buffer); every output line is
+//! sustain, with a 32 MiB receive buffer); every output line is
 //! parsed and compared field by field with the record regenerated from its
 //! (connection, sequence) pair. Over TCP the count must be exact; over UDP
 //! delivered + kernel drops must equal sent, and drops must be 0 at this

@@ -129,6 +129,7 @@ impl BufRing {
     /// `bid` must have been named by a completion and not recycled since
     /// (the kernel does not write it meanwhile), and `len` must be at most
     /// the completion's result.
+    // SAFETY: callers uphold the contract under `# Safety` above.
     #[inline]
     pub unsafe fn buf(&self, bid: u16, len: usize) -> &[u8] {
         assert!(

@@ -445,6 +445,9 @@ impl Worker {
                 }
             }
         }
+        for p in &mut w.eng.ports {
+            p.prepare();
+        }
         let m = w.eng.m();
         m.generation.set(w.eng.reader.current().id);
         Ok(w)

@@ -59,9 +59,24 @@ pub struct SinkPort {
     on_full: OnFull,
     /// A blackhole: count the records, encode and send nothing.
     counts_only: bool,
+    /// Batches to allocate in [`SinkPort::prepare`].
+    pool: usize,
+    batch_bytes: usize,
 }
 
 impl SinkPort {
+    /// Allocates the port's pool of batches. Called on the worker thread,
+    /// so the memory comes from the worker's own allocator arena: growing a
+    /// batch later never takes a lock another thread holds.
+    pub fn prepare(&mut self) {
+        while self.free.len() < self.pool {
+            self.free.push(OutBatch {
+                bytes: Vec::with_capacity(self.batch_bytes),
+                ..Default::default()
+            });
+        }
+    }
+
     /// Takes back the batches the sink thread has finished with.
     fn reclaim(&mut self) {
         while let Ok(mut b) = self.back.pop() {
@@ -288,6 +303,8 @@ pub fn start(
                     capacity: ring_capacity,
                     on_full: def.on_full,
                     counts_only: true,
+                    pool: 0,
+                    batch_bytes: 0,
                 });
             }
             continue;
@@ -296,21 +313,17 @@ pub fn start(
         for port_list in ports.iter_mut() {
             let (tx, rx) = rtrb::RingBuffer::new(pool);
             let (back_tx, back_rx) = rtrb::RingBuffer::new(pool);
-            let free = (0..pool)
-                .map(|_| OutBatch {
-                    bytes: Vec::with_capacity(batch_max * 64),
-                    ..Default::default()
-                })
-                .collect();
             port_list.push(SinkPort {
                 tx,
                 back: back_rx,
-                free,
+                free: Vec::with_capacity(pool),
                 scratch: row::Scratch::default(),
                 in_flight: 0,
                 capacity: ring_capacity,
                 on_full: def.on_full,
                 counts_only: false,
+                pool,
+                batch_bytes: batch_max * 64,
             });
             inputs.push(SinkInput { rx, back: back_tx });
         }

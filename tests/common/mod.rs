@@ -354,7 +354,7 @@ impl Wire {
             _ => "",
         };
         format!(
-            "[[source]]\nname = \"in\"\ntransport = \"{transport}\"\nlisten = \"127.0.0.1:0\"\nframing = \"{framing}\"\nformat = \"{format}\"\nschema = \"{schema}\"\nrcvbuf_bytes = \"16MiB\"\n{extra}"
+            "[[source]]\nname = \"in\"\ntransport = \"{transport}\"\nlisten = \"127.0.0.1:0\"\nframing = \"{framing}\"\nformat = \"{format}\"\nschema = \"{schema}\"\nrcvbuf_bytes = \"32MiB\"\n{extra}"
         )
     }
 
