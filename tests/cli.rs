@@ -322,11 +322,22 @@ fn sighup_applies_a_new_pipeline_and_params() {
         "{l}"
     );
     send(2, 5.0);
+    // A stream ending mid-record: one bad record, reported on stop.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[7u8; 40]).unwrap();
+    drop(s);
     std::thread::sleep(Duration::from_millis(300));
     let (st, log) = r.stop();
     assert!(st.success(), "{}", log.join("\n"));
+    assert!(
+        log.iter()
+            .any(|l| l.contains("source t: 1 bad records dropped (truncated: 1); last: truncated")),
+        "{}",
+        log.join("\n")
+    );
     let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
     let lines: Vec<&str> = out.lines().collect();
+    // (The cut stream's one whole record has a tiny price: filtered out.)
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
         lines[0].contains("\"seq\":1") && lines[0].ends_with("\"_gen\":1}"),
