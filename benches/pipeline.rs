@@ -11,6 +11,7 @@ use mutstream::pipeline::compile::{CompileInput, compile};
 use mutstream::pipeline::exec::{Emit, Exec, Rows};
 use mutstream::pipeline::parser::parse;
 use mutstream::pipeline::program::EmitSpec;
+use mutstream::pipeline::table::Table;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -59,14 +60,16 @@ fn schema(fields: &[(&str, &str, Option<u32>)], size: Option<u32>) -> Arc<Schema
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench_chain(
     c: &mut Criterion,
     name: &str,
     s: &Arc<Schema>,
     batch: &Batch,
-    syms: &Interner,
+    syms: &mut Interner,
     src: &str,
     params: &[(String, ParamValue)],
+    tables: &[Arc<Table>],
 ) {
     let sinks = vec!["journal".to_string(), "alerts".to_string()];
     let ast = parse(src).unwrap();
@@ -75,7 +78,7 @@ fn bench_chain(
         &CompileInput {
             schema: s,
             params,
-            tables: &[],
+            tables,
             sinks: &sinks,
         },
     )
@@ -138,12 +141,37 @@ fn chains(c: &mut Criterion) {
         "p1_filter_eval",
         &s,
         &batch,
-        &syms,
+        &mut syms,
         "hot: filter temp > 25.0 | eval temp_f = temp * 9.0 / 5.0 + 32.0 | to journal",
+        &[],
+        &[],
+    );
+    // The IoT example's enrich (devices.csv, symbol keys) and its window.
+    let iot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples/iot.toml");
+    let cfg = mutstream::config::Config::load(&iot).unwrap();
+    let tables = mutstream::pipeline::load_tables(&cfg).unwrap();
+    bench_chain(
+        c,
+        "enrich_devices",
+        &s,
+        &batch,
+        &mut syms,
+        "enrich @devices on device select owner, floor | to journal",
+        &[],
+        &tables,
+    );
+    bench_chain(
+        c,
+        "window_10s_by_device_site",
+        &s,
+        &batch,
+        &mut syms,
+        "avg: window tumbling 10s by device, site emit temp = avg(temp), hum = avg(hum), n = count() | to journal",
+        &[],
         &[],
     );
 
-    // The ticks pipeline without its lookup tables.
+    // The ticks filter with a list standing in for the watchlist.
     let t = schema(
         &[
             ("ts", "timestamp", Some(0)),
@@ -169,9 +197,10 @@ fn chains(c: &mut Criterion) {
         "ticks_filter_eval_route",
         &t,
         &tb,
-        &Interner::new(1),
+        &mut Interner::new(1),
         "hot: filter price > $min_price and symbol in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89] | eval notional = price * qty\nbig: route alerts when notional > $alert_notional | to journal",
         &params,
+        &[],
     );
 }
 

@@ -635,12 +635,6 @@ impl Validator<'_> {
                 _ => {}
             }
         }
-        for t in &tables {
-            self.notices.push(format!(
-                "table {:?}: lookup tables are not yet supported in this version",
-                t.name
-            ));
-        }
 
         Ok(Config {
             origin: self.origin.to_string(),

@@ -98,8 +98,14 @@ pub struct ShardMetrics {
     pub batches: Counter,
     /// Records that entered the chain.
     pub chain_in: Counter,
-    /// Records removed by `filter` stages.
+    /// Records removed by filter, dedup and sample stages.
     pub filtered: Counter,
+    /// Records taken into windows.
+    pub windowed: Counter,
+    /// Records behind a window's watermark, dropped.
+    pub late: Counter,
+    /// Records a full state table (`max_state_keys`) could not hold.
+    pub state_full: Counter,
     pub overflow: Counter,
     pub div_zero: Counter,
     /// The generation the shard runs.
@@ -118,6 +124,9 @@ impl ShardMetrics {
             batches: Counter::new(),
             chain_in: Counter::new(),
             filtered: Counter::new(),
+            windowed: Counter::new(),
+            late: Counter::new(),
+            state_full: Counter::new(),
             overflow: Counter::new(),
             div_zero: Counter::new(),
             generation: Counter::new(),

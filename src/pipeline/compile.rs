@@ -15,17 +15,23 @@
 use super::ast::*;
 use super::diag::{Diagnostic, Span, suggest};
 use super::program::*;
+use super::table::Table;
+use crate::codec::schema::{Field, WireType};
 use crate::codec::{FieldType, Schema};
-use crate::config::{ParamValue, TableDef};
+use crate::config::ParamValue;
 use std::sync::Arc;
 
 /// What a pipeline is compiled against.
 pub struct CompileInput<'a> {
     pub schema: &'a Arc<Schema>,
     pub params: &'a [(String, ParamValue)],
-    pub tables: &'a [TableDef],
+    /// Loaded tables (shared by every shard of the generation).
+    pub tables: &'a [Arc<Table>],
     pub sinks: &'a [String],
 }
+
+/// The default window lateness (SPEC §4).
+pub const DEFAULT_LATENESS_NS: i64 = 1_000_000_000;
 
 /// A compiled chain and the constructs it holds that this version cannot
 /// run (the chain must not run while `unsupported` is non-empty).
@@ -59,31 +65,20 @@ const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "avg", "first", "las
 /// The first type or name error, located.
 pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagnostic> {
     let schema = input.schema;
-    let env: Vec<Binding> = schema
-        .fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Binding {
-            name: f.name.clone(),
-            ty: f.ty,
-            reg: i as Reg,
-        })
-        .collect();
+    let mut env = input_env(schema);
     let mut c = Compiler {
         input,
-        n_inputs: schema.fields.len(),
-        temps: Vec::new(),
+        done: Vec::new(),
+        cur: SegBuild::new(schema.clone()),
         instrs: Vec::new(),
         unsupported: Vec::new(),
     };
-    let mut env = env;
-    let mut steps = Vec::new();
     let mut stages = Vec::new();
     let last = p.stages.len() - 1;
     for (k, st) in p.stages.iter().enumerate() {
         let before = out_schema(&env);
         let mut sinks = Vec::new();
-        let action = c.stage(st, &mut env, &mut sinks, k == last)?;
+        let action = c.stage(st, k, &mut env, &mut sinks)?;
         if let Op::To(_) = st.op {
             if k != last {
                 return Err(Diagnostic::new(
@@ -97,11 +92,13 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
                 "the pipeline must end with `to SINK` (records reaching its end would go nowhere)",
             ));
         }
-        steps.push(Step {
-            stage: k,
-            instrs: std::mem::take(&mut c.instrs),
-            action,
-        });
+        if let Some(action) = action {
+            c.cur.steps.push(Step {
+                stage: k,
+                instrs: std::mem::take(&mut c.instrs),
+                action,
+            });
+        }
         stages.push(StagePlan {
             name: st.name.clone(),
             word: st.op.word(),
@@ -111,16 +108,58 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
             sinks,
         });
     }
+    let mut segments: Vec<Segment> = c.done.into_iter().map(SegBuild::finish).collect();
+    segments.push(c.cur.finish());
     Ok(Compiled {
-        chain: Chain {
-            input: schema.clone(),
-            n_inputs: schema.fields.len(),
-            temps: c.temps,
-            steps,
-            stages,
-        },
+        chain: Chain { segments, stages },
         unsupported: c.unsupported,
     })
+}
+
+/// Bindings for every field of a segment's input.
+fn input_env(schema: &Schema) -> Vec<Binding> {
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Binding {
+            name: f.name.clone(),
+            ty: f.ty,
+            reg: i as Reg,
+        })
+        .collect()
+}
+
+/// A segment being compiled.
+struct SegBuild {
+    input: Arc<Schema>,
+    temps: Vec<FieldType>,
+    steps: Vec<Step>,
+    n_memos: usize,
+    n_states: usize,
+}
+
+impl SegBuild {
+    fn new(input: Arc<Schema>) -> SegBuild {
+        SegBuild {
+            input,
+            temps: Vec::new(),
+            steps: Vec::new(),
+            n_memos: 0,
+            n_states: 0,
+        }
+    }
+
+    fn finish(self) -> Segment {
+        Segment {
+            n_inputs: self.input.fields.len(),
+            input: self.input,
+            temps: self.temps,
+            steps: self.steps,
+            n_memos: self.n_memos,
+            n_states: self.n_states,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -165,8 +204,9 @@ impl Te {
 
 struct Compiler<'a> {
     input: &'a CompileInput<'a>,
-    n_inputs: usize,
-    temps: Vec<FieldType>,
+    /// Segments ended by a window.
+    done: Vec<SegBuild>,
+    cur: SegBuild,
     instrs: Vec<Instr>,
     unsupported: Vec<Diagnostic>,
 }
@@ -195,13 +235,64 @@ fn unknown_field(env: &[Binding], name: &str, span: Span) -> Diagnostic {
 
 impl Compiler<'_> {
     fn reg(&mut self, ty: FieldType) -> Reg {
-        let r = self.n_inputs + self.temps.len();
+        let r = self.cur.input.fields.len() + self.cur.temps.len();
         assert!(
             r < Reg::MAX as usize,
             "register count bounded by pipeline size"
         );
-        self.temps.push(ty);
+        self.cur.temps.push(ty);
         r as Reg
+    }
+
+    fn memo(&mut self) -> u16 {
+        self.cur.n_memos += 1;
+        (self.cur.n_memos - 1) as u16
+    }
+
+    fn state(&mut self) -> u16 {
+        self.cur.n_states += 1;
+        (self.cur.n_states - 1) as u16
+    }
+
+    /// `te` in a register (constants are materialised).
+    fn in_reg(&mut self, te: Te, span: Span) -> Result<(Reg, FieldType), Diagnostic> {
+        match te {
+            Te::Reg(r, t) => Ok((r, t)),
+            Te::Const(Const::Null, _) => {
+                Err(Diagnostic::new(span, "cannot infer the type of `null`"))
+            }
+            Te::Const(c, t) => {
+                let t = t.expect("non-null constants are typed");
+                let dst = self.reg(t);
+                self.instrs.push(Instr::Copy {
+                    a: Opnd::Const(c),
+                    dst,
+                });
+                Ok((dst, t))
+            }
+        }
+    }
+
+    /// The `ts` field, which event-time stages need.
+    fn ts_reg(&self, env: &[Binding], span: Span, what: &str) -> Result<Reg, Diagnostic> {
+        match lookup(env, "ts") {
+            Some(b) if b.ty == FieldType::Timestamp => Ok(b.reg),
+            _ => Err(Diagnostic::new(
+                span,
+                format!("{what} needs a `ts` field of type timestamp (event time)"),
+            )),
+        }
+    }
+
+    fn fields(&self, env: &[Binding], names: &[Name]) -> Result<Vec<(Reg, FieldType)>, Diagnostic> {
+        names
+            .iter()
+            .map(|n| {
+                lookup(env, &n.name)
+                    .map(|b| (b.reg, b.ty))
+                    .ok_or_else(|| unknown_field(env, &n.name, n.span))
+            })
+            .collect()
     }
 
     fn sink(&self, n: &Name) -> Result<usize, Diagnostic> {
@@ -218,7 +309,7 @@ impl Compiler<'_> {
             })
     }
 
-    fn table(&self, n: &Name) -> Result<&TableDef, Diagnostic> {
+    fn table(&self, n: &Name) -> Result<&Arc<Table>, Diagnostic> {
         self.input
             .tables
             .iter()
@@ -240,14 +331,20 @@ impl Compiler<'_> {
         }
     }
 
+    /// Compiles stage `k`; returns its action, or `None` when the stage
+    /// pushed its own steps (a window, which also starts a segment).
     fn stage(
         &mut self,
         st: &Stage,
+        k: usize,
         env: &mut Vec<Binding>,
         sinks: &mut Vec<String>,
-        _is_last: bool,
-    ) -> Result<Action, Diagnostic> {
-        Ok(match &st.op {
+    ) -> Result<Option<Action>, Diagnostic> {
+        if let Op::Window { .. } = st.op {
+            self.window(st, k, env)?;
+            return Ok(None);
+        }
+        Ok(Some(match &st.op {
             Op::Filter(e) => {
                 let te = self.expr(e, env)?;
                 self.want_bool(&te, e.span, "filter")?;
@@ -359,8 +456,9 @@ impl Compiler<'_> {
             }
             Op::Enrich { table, on, select } => {
                 let t = self.table(table)?.clone();
-                let b =
-                    lookup(env, &on.name).ok_or_else(|| unknown_field(env, &on.name, on.span))?;
+                let b = lookup(env, &on.name)
+                    .ok_or_else(|| unknown_field(env, &on.name, on.span))?
+                    .clone();
                 if !comparable(b.ty, t.key_type) {
                     return Err(Diagnostic::new(
                         on.span,
@@ -379,153 +477,240 @@ impl Compiler<'_> {
                         ),
                     ));
                 }
-                let cols: Vec<(String, FieldType)> =
-                    match select {
-                        None => t.columns.clone(),
-                        Some(sel) => {
-                            let mut v = Vec::new();
-                            for n in sel {
-                                let c = t.columns.iter().find(|(c, _)| *c == n.name).ok_or_else(
-                                    || {
-                                        let d = Diagnostic::new(
-                                            n.span,
-                                            format!(
-                                                "table `@{}` has no column `{}`",
-                                                t.name, n.name
-                                            ),
-                                        );
-                                        match suggest(
-                                            &n.name,
-                                            t.columns.iter().map(|(c, _)| c.as_str()),
-                                        ) {
-                                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                                            None => d,
-                                        }
-                                    },
-                                )?;
-                                v.push(c.clone());
-                            }
-                            v
+                let cols: Vec<usize> = match select {
+                    None => (0..t.columns.len()).collect(),
+                    Some(sel) => {
+                        let mut v = Vec::new();
+                        for n in sel {
+                            let c = t
+                                .columns
+                                .iter()
+                                .position(|(c, _)| *c == n.name)
+                                .ok_or_else(|| {
+                                    let d = Diagnostic::new(
+                                        n.span,
+                                        format!("table `@{}` has no column `{}`", t.name, n.name),
+                                    );
+                                    match suggest(
+                                        &n.name,
+                                        t.columns.iter().map(|(c, _)| c.as_str()),
+                                    ) {
+                                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                                        None => d,
+                                    }
+                                })?;
+                            v.push(c);
                         }
-                    };
-                for (name, ty) in cols {
-                    let r = self.reg(ty);
-                    bind(env, &name, ty, r);
-                }
-                self.unsupported
-                    .push(Diagnostic::unsupported(st.span, "`enrich` (lookup tables)"));
-                Action::None
-            }
-            Op::Dedup { fields, .. } => {
-                for n in fields {
-                    lookup(env, &n.name).ok_or_else(|| unknown_field(env, &n.name, n.span))?;
-                }
-                self.unsupported
-                    .push(Diagnostic::unsupported(st.span, "`dedup`"));
-                Action::None
-            }
-            Op::SampleEvery { by, .. } => {
-                for n in by {
-                    lookup(env, &n.name).ok_or_else(|| unknown_field(env, &n.name, n.span))?;
-                }
-                self.unsupported
-                    .push(Diagnostic::unsupported(st.span, "`sample`"));
-                Action::None
-            }
-            Op::SampleRate { .. } => {
-                self.unsupported
-                    .push(Diagnostic::unsupported(st.span, "`sample`"));
-                Action::None
-            }
-            Op::Window {
-                kind,
-                size_ns,
-                every_ns,
-                by,
-                emit,
-                ..
-            } => {
-                if let (WindowKind::Sliding, Some(every)) = (kind, every_ns)
-                    && (*every > *size_ns || size_ns % every != 0)
-                {
-                    return Err(Diagnostic::new(
-                        st.span,
-                        "a sliding window's size must be a multiple of its `every` interval",
-                    ));
-                }
-                if lookup(env, "ts").is_none_or(|b| b.ty != FieldType::Timestamp) {
-                    return Err(Diagnostic::new(
-                        st.span,
-                        "windows need a `ts` field of type timestamp (event time)",
-                    ));
-                }
-                let mut out = vec![
-                    Binding {
-                        name: "ts".into(),
-                        ty: FieldType::Timestamp,
-                        reg: 0,
-                    },
-                    Binding {
-                        name: "window_start".into(),
-                        ty: FieldType::Timestamp,
-                        reg: 0,
-                    },
-                ];
-                for n in by {
-                    let b =
-                        lookup(env, &n.name).ok_or_else(|| unknown_field(env, &n.name, n.span))?;
-                    out.push(b.clone());
-                }
-                for (name, e) in emit {
-                    check_new_name(name)?;
-                    let ty = self.agg_type(e, env, by, false)?;
-                    if out.iter().any(|b| b.name == name.name) {
-                        return Err(Diagnostic::new(
-                            name.span,
-                            format!("`{}` is already an output field of this window", name.name),
-                        ));
+                        v
                     }
-                    out.push(Binding {
-                        name: name.name.clone(),
-                        ty,
-                        reg: 0,
+                };
+                let memo = self.memo();
+                let row = self.reg(FieldType::U64);
+                self.instrs.push(Instr::Lookup {
+                    a: Opnd::Reg(b.reg),
+                    a_ty: b.ty,
+                    table: t.clone(),
+                    memo,
+                    dst: row,
+                });
+                for c in cols {
+                    let (name, ty) = t.columns[c].clone();
+                    let memo = self.memo();
+                    let dst = self.reg(ty);
+                    self.instrs.push(Instr::TableCol {
+                        row,
+                        table: t.clone(),
+                        col: c,
+                        memo,
+                        dst,
                     });
+                    bind(env, &name, ty, dst);
                 }
-                for b in &mut out {
-                    b.reg = self.reg(b.ty);
-                }
-                *env = out;
-                self.unsupported
-                    .push(Diagnostic::unsupported(st.span, "`window`"));
                 Action::None
             }
-        })
+            Op::Dedup { fields, within_ns } => {
+                let keys = self.fields(env, fields)?;
+                let ts = self.ts_reg(env, st.span, "`dedup`")?;
+                Action::Dedup {
+                    keys,
+                    ts,
+                    within_ns: *within_ns,
+                    state: self.state(),
+                }
+            }
+            Op::SampleEvery { n, by } => Action::SampleEvery {
+                n: *n,
+                by: self.fields(env, by)?,
+                state: self.state(),
+            },
+            Op::SampleRate { n, per_ns } => Action::SampleRate {
+                n: *n,
+                per_ns: *per_ns,
+                ts: self.ts_reg(env, st.span, "`sample N per D`")?,
+                state: self.state(),
+            },
+            Op::Window { .. } => unreachable!("handled above"),
+        }))
     }
 
-    fn want_bool(&self, te: &Te, span: Span, what: &str) -> Result<(), Diagnostic> {
-        match te.ty() {
-            Some(FieldType::Bool) | None => Ok(()),
-            Some(t) => Err(Diagnostic::new(
-                span,
-                format!("`{what}` needs a bool expression, found {t}"),
-            )),
+    /// A window: the per-record aggregate arguments are computed in the
+    /// current segment, which ends with the window; the closed windows'
+    /// records (ts, window_start, by fields, `__aN` aggregate values) start
+    /// the next segment, which computes the `emit` expressions over them.
+    fn window(&mut self, st: &Stage, k: usize, env: &mut Vec<Binding>) -> Result<(), Diagnostic> {
+        let Op::Window {
+            kind,
+            size_ns,
+            every_ns,
+            lateness_ns,
+            by,
+            emit,
+        } = &st.op
+        else {
+            unreachable!("called for windows only")
+        };
+        if let (WindowKind::Sliding, Some(every)) = (kind, every_ns)
+            && (*every > *size_ns || size_ns % every != 0)
+        {
+            return Err(Diagnostic::new(
+                st.span,
+                "a sliding window's size must be a multiple of its `every` interval",
+            ));
         }
+        let ts = self.ts_reg(env, st.span, "a window")?;
+        let by_regs = self.fields(env, by)?;
+        let mut aggs = Vec::new();
+        let mut rewritten = Vec::new();
+        for (name, e) in emit {
+            check_new_name(name)?;
+            if name.name == "ts"
+                || name.name == "window_start"
+                || by.iter().any(|b| b.name == name.name)
+            {
+                return Err(Diagnostic::new(
+                    name.span,
+                    format!("`{}` is already an output field of this window", name.name),
+                ));
+            }
+            if rewritten
+                .iter()
+                .any(|(n, _): &(Name, Expr)| n.name == name.name)
+            {
+                return Err(Diagnostic::new(
+                    name.span,
+                    format!("`{}` is emitted twice", name.name),
+                ));
+            }
+            rewritten.push((
+                name.clone(),
+                self.rewrite_aggs(e, env, by, &mut aggs, false)?,
+            ));
+        }
+        // The schema the window hands to the next segment.
+        let field = |name: &str, ty: FieldType| Field {
+            name: name.into(),
+            ty,
+            wire: WireType::Variable,
+            offset: None,
+            required: false,
+        };
+        let mut fields = vec![
+            field("ts", FieldType::Timestamp),
+            field("window_start", FieldType::Timestamp),
+        ];
+        for (n, (_, ty)) in by.iter().zip(&by_regs) {
+            fields.push(field(&n.name, *ty));
+        }
+        for (i, a) in aggs.iter().enumerate() {
+            fields.push(field(&format!("__a{i}"), a.out_ty));
+        }
+        let output = Arc::new(Schema::new(
+            &format!("window {}", st.name),
+            fields,
+            None,
+            false,
+        ));
+        let spec = Arc::new(WindowSpec {
+            shape: match kind {
+                WindowKind::Tumbling => WindowShape::Tumbling,
+                WindowKind::Sliding => WindowShape::Sliding {
+                    every_ns: every_ns.expect("sliding windows have `every` (parser)"),
+                },
+            },
+            size_ns: *size_ns,
+            lateness_ns: lateness_ns.unwrap_or(DEFAULT_LATENESS_NS),
+            ts,
+            by: by_regs,
+            aggs,
+            output: output.clone(),
+        });
+        let next = self.done.len() + 1;
+        self.cur.steps.push(Step {
+            stage: k,
+            instrs: std::mem::take(&mut self.instrs),
+            action: Action::Window { spec, next },
+        });
+        let ended = std::mem::replace(&mut self.cur, SegBuild::new(output.clone()));
+        self.done.push(ended);
+        // In the new segment: the emit expressions over the window's record,
+        // then its output fields in order.
+        *env = input_env(&output);
+        for (name, e) in &rewritten {
+            let te = self.expr(e, env)?;
+            let (reg, ty) = self.in_reg(te, e.span)?;
+            bind(env, &name.name, ty, reg);
+        }
+        let mut out = Vec::new();
+        for n in ["ts", "window_start"]
+            .into_iter()
+            .chain(by.iter().map(|b| b.name.as_str()))
+        {
+            out.push(lookup(env, n).expect("window output field").clone());
+        }
+        for (name, _) in &rewritten {
+            out.push(lookup(env, &name.name).expect("just bound").clone());
+        }
+        *env = out;
+        self.cur.steps.push(Step {
+            stage: k,
+            instrs: std::mem::take(&mut self.instrs),
+            action: Action::None,
+        });
+        Ok(())
     }
 
-    /// The type of a window `emit` expression: aggregates, arithmetic over
-    /// them, constants and `by` fields.
-    fn agg_type(
+    /// Replaces each aggregate call in `e` by a reference to its result
+    /// field `__aN`, compiling its argument in the current segment.
+    fn rewrite_aggs(
         &mut self,
         e: &Expr,
         env: &[Binding],
         by: &[Name],
+        aggs: &mut Vec<AggSpec>,
         inside: bool,
-    ) -> Result<FieldType, Diagnostic> {
-        match &e.kind {
-            ExprKind::Call(f, args) if AGGREGATES.contains(&f.name.as_str()) && !(inside) => {
-                let arg = match (f.name.as_str(), args.len()) {
-                    ("count", 0) => return Ok(FieldType::I64),
-                    (_, 1) => &args[0],
+    ) -> Result<Expr, Diagnostic> {
+        let span = e.span;
+        let field = |name: String| Expr {
+            kind: ExprKind::Field(name),
+            span,
+        };
+        Ok(match &e.kind {
+            ExprKind::Call(f, args)
+                if AGGREGATES.contains(&f.name.as_str())
+                    && !(matches!(f.name.as_str(), "min" | "max") && args.len() != 1) =>
+            {
+                if inside {
+                    return Err(Diagnostic::new(f.span, "aggregates do not nest"));
+                }
+                let kind = match (f.name.as_str(), args.len()) {
+                    ("count", 0) => AggKind::CountAll,
+                    ("count", 1) => AggKind::Count,
+                    ("sum", 1) => AggKind::Sum,
+                    ("min", 1) => AggKind::Min,
+                    ("max", 1) => AggKind::Max,
+                    ("avg", 1) => AggKind::Avg,
+                    ("first", 1) => AggKind::First,
+                    ("last", 1) => AggKind::Last,
                     (n, _) => {
                         return Err(Diagnostic::new(
                             e.span,
@@ -536,86 +721,133 @@ impl Compiler<'_> {
                         ));
                     }
                 };
-                // The argument is a per-record expression.
-                let saved = std::mem::take(&mut self.instrs);
-                let te = self.expr(arg, env);
-                self.instrs = saved;
-                let t = te?
-                    .ty()
-                    .ok_or_else(|| Diagnostic::new(arg.span, "cannot aggregate `null`"))?;
-                Ok(match f.name.as_str() {
-                    "count" => FieldType::I64,
-                    "avg" => {
-                        if !t.is_numeric() {
-                            return Err(Diagnostic::new(
-                                arg.span,
-                                format!("`avg` needs a number, found {t}"),
-                            ));
+                let (arg, arg_ty) = match args.first() {
+                    None => (None, FieldType::I64),
+                    Some(a) => {
+                        // The argument is a per-record expression: no
+                        // aggregate inside it.
+                        self.no_aggs(a)?;
+                        let te = self.expr(a, env)?;
+                        if te.is_null() {
+                            return Err(Diagnostic::new(a.span, "cannot aggregate `null`"));
                         }
-                        FieldType::F64
+                        let (r, t) = self.in_reg(te, a.span)?;
+                        (Some(r), t)
                     }
-                    "sum" => {
-                        if !t.is_numeric() {
-                            return Err(Diagnostic::new(
-                                arg.span,
-                                format!("`sum` needs a number, found {t}"),
-                            ));
-                        }
-                        t
+                };
+                let out_ty = match kind {
+                    AggKind::CountAll | AggKind::Count => FieldType::I64,
+                    AggKind::Avg | AggKind::Sum if !arg_ty.is_numeric() => {
+                        return Err(Diagnostic::new(
+                            args[0].span,
+                            format!("`{}` needs a number, found {arg_ty}", f.name),
+                        ));
                     }
-                    _ => t,
-                })
+                    AggKind::Avg => FieldType::F64,
+                    AggKind::Min | AggKind::Max if arg_ty == FieldType::Bool => {
+                        return Err(Diagnostic::new(
+                            args[0].span,
+                            format!("`{}` needs a number, timestamp or text, found bool", f.name),
+                        ));
+                    }
+                    _ => arg_ty,
+                };
+                aggs.push(AggSpec {
+                    kind,
+                    arg,
+                    arg_ty,
+                    out_ty,
+                });
+                field(format!("__a{}", aggs.len() - 1))
             }
             ExprKind::Field(n) => {
                 if by.iter().any(|b| b.name == *n) {
-                    lookup(env, n)
-                        .map(|b| b.ty)
-                        .ok_or_else(|| unknown_field(env, n, e.span))
+                    e.clone()
                 } else if lookup(env, n).is_some() {
-                    Err(Diagnostic::new(
+                    return Err(Diagnostic::new(
                         e.span,
                         format!(
                             "`{n}` varies within a window: aggregate it (e.g. `last({n})`) or list it in `by`"
                         ),
-                    ))
-                } else {
-                    Err(unknown_field(env, n, e.span))
-                }
-            }
-            ExprKind::Lit(_) | ExprKind::Param(_) => {
-                let saved = std::mem::take(&mut self.instrs);
-                let te = self.expr(e, env);
-                self.instrs = saved;
-                te?.ty()
-                    .ok_or_else(|| Diagnostic::new(e.span, "cannot infer the type of `null`"))
-            }
-            ExprKind::Neg(x) => {
-                let t = self.agg_type(x, env, by, inside)?;
-                if !t.is_numeric() {
-                    return Err(Diagnostic::new(e.span, format!("cannot negate {t}")));
-                }
-                Ok(t)
-            }
-            ExprKind::Binary(op, l, r) if op.is_arithmetic() => {
-                let lt = self.agg_type(l, env, by, inside)?;
-                let rt = self.agg_type(r, env, by, inside)?;
-                if !lt.is_numeric() || !rt.is_numeric() {
-                    return Err(Diagnostic::new(
-                        e.span,
-                        format!("`{}` needs numbers, found {lt} and {rt}", op.symbol()),
                     ));
-                }
-                Ok(if lt == FieldType::F64 || rt == FieldType::F64 {
-                    FieldType::F64
-                } else if lt == rt {
-                    lt
                 } else {
-                    FieldType::I64
-                })
+                    return Err(unknown_field(env, n, e.span));
+                }
             }
-            _ => Err(Diagnostic::new(
-                e.span,
-                "a window emits aggregates (count, sum, min, max, avg, first, last), arithmetic over them, or `by` fields",
+            ExprKind::Lit(_) | ExprKind::Param(_) => e.clone(),
+            ExprKind::Neg(x) => Expr {
+                kind: ExprKind::Neg(Box::new(self.rewrite_aggs(x, env, by, aggs, inside)?)),
+                span,
+            },
+            ExprKind::Not(x) => Expr {
+                kind: ExprKind::Not(Box::new(self.rewrite_aggs(x, env, by, aggs, inside)?)),
+                span,
+            },
+            ExprKind::Binary(op, l, r) => Expr {
+                kind: ExprKind::Binary(
+                    *op,
+                    Box::new(self.rewrite_aggs(l, env, by, aggs, inside)?),
+                    Box::new(self.rewrite_aggs(r, env, by, aggs, inside)?),
+                ),
+                span,
+            },
+            ExprKind::Call(f, args) => {
+                let mut v = Vec::new();
+                for a in args {
+                    v.push(self.rewrite_aggs(a, env, by, aggs, inside)?);
+                }
+                Expr {
+                    kind: ExprKind::Call(f.clone(), v),
+                    span,
+                }
+            }
+            ExprKind::InTable(x, t) => Expr {
+                kind: ExprKind::InTable(
+                    Box::new(self.rewrite_aggs(x, env, by, aggs, inside)?),
+                    t.clone(),
+                ),
+                span,
+            },
+            ExprKind::InList(x, items) => Expr {
+                kind: ExprKind::InList(
+                    Box::new(self.rewrite_aggs(x, env, by, aggs, inside)?),
+                    items.clone(),
+                ),
+                span,
+            },
+        })
+    }
+
+    /// Rejects an aggregate call inside a per-record expression.
+    fn no_aggs(&self, e: &Expr) -> Result<(), Diagnostic> {
+        match &e.kind {
+            ExprKind::Call(f, args) => {
+                if AGGREGATES.contains(&f.name.as_str())
+                    && !(matches!(f.name.as_str(), "min" | "max") && args.len() != 1)
+                {
+                    return Err(Diagnostic::new(f.span, "aggregates do not nest"));
+                }
+                args.iter().try_for_each(|a| self.no_aggs(a))
+            }
+            ExprKind::Neg(x) | ExprKind::Not(x) | ExprKind::InTable(x, _) => self.no_aggs(x),
+            ExprKind::Binary(_, l, r) => {
+                self.no_aggs(l)?;
+                self.no_aggs(r)
+            }
+            ExprKind::InList(x, items) => {
+                self.no_aggs(x)?;
+                items.iter().try_for_each(|i| self.no_aggs(i))
+            }
+            ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Param(_) => Ok(()),
+        }
+    }
+
+    fn want_bool(&self, te: &Te, span: Span, what: &str) -> Result<(), Diagnostic> {
+        match te.ty() {
+            Some(FieldType::Bool) | None => Ok(()),
+            Some(t) => Err(Diagnostic::new(
+                span,
+                format!("`{what}` needs a bool expression, found {t}"),
             )),
         }
     }
@@ -751,11 +983,26 @@ impl Compiler<'_> {
                         ),
                     ));
                 }
-                self.unsupported.push(Diagnostic::unsupported(
-                    e.span,
-                    "`in @table` (lookup tables)",
-                ));
+                let table = table.clone();
+                if te.is_null() {
+                    return Ok(Te::Const(Const::Bool(false), Some(FieldType::Bool)));
+                }
+                let (a, a_ty) = self.in_reg(te, x.span)?;
+                let memo = self.memo();
+                let row = self.reg(FieldType::U64);
+                self.instrs.push(Instr::Lookup {
+                    a: Opnd::Reg(a),
+                    a_ty,
+                    table,
+                    memo,
+                    dst: row,
+                });
                 let dst = self.reg(FieldType::Bool);
+                self.instrs.push(Instr::Present {
+                    a: Opnd::Reg(row),
+                    negate: false,
+                    dst,
+                });
                 Ok(Te::Reg(dst, FieldType::Bool))
             }
             ExprKind::InList(x, items) => self.in_list(x, items, env, e.span),

@@ -1,13 +1,18 @@
-//! Running a [`Chain`] over a batch: per-shard registers and selection.
+//! Running a [`Chain`] over a batch: per-shard registers, selection and
+//! stage state.
 //!
-//! [`Exec`] is a shard's working memory for one chain: a column per
-//! temporary register (sized `batch_max` once), each with its own string
-//! arena, and two selection vectors. `run` dispatches once per instruction
-//! per batch to a typed kernel; nothing here allocates once the arenas have
-//! grown to the largest batch seen.
+//! [`Exec`] is a shard's working memory for one chain: per segment, a
+//! column per temporary register (sized `batch_max` once, each with its own
+//! string arena), two selection vectors, memo slots for table lookups, and
+//! the state of its stateful stages (dedup, sample, the window that ends
+//! it). `run` dispatches once per instruction per batch to a typed kernel.
+//! Nothing here allocates once arenas, memos and state tables have grown to
+//! their working size.
 
 use super::kernels::{self, Col, K, Sel, Src, StrCol, SymCol, TextK, TextSrc, each};
 use super::program::*;
+use super::state::{CloseMode, DedupOutcome, DedupState, StepState, WindowState};
+use super::table::{Cell, KeyRef, Table, float_lookup, int_lookup};
 use crate::codec::batch::{Batch, Bitmap, Column, ColumnData, StrRef};
 use crate::codec::{FieldType, Interner};
 use xxhash_rust::xxh3::xxh3_64;
@@ -20,17 +25,31 @@ pub struct ExecCounters {
     pub overflow: u64,
     /// Results that were null because of a division by zero.
     pub div_zero: u64,
+    /// Records removed by filter, dedup and sample stages.
+    pub filtered: u64,
+    /// Records taken into windows.
+    pub windowed: u64,
+    /// Records behind a window's watermark, dropped.
+    pub late: u64,
+    /// Records a full state table (`max_state_keys`) could not hold.
+    pub state_full: u64,
     /// Records entering each stage.
     pub stage_in: Vec<u64>,
     /// Records leaving each stage onward (not routed, not filtered).
     pub stage_out: Vec<u64>,
 }
 
-/// What one `run` did, for the shard's metrics.
+/// What one `run` (or window flush) did, for the shard's metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {
-    /// Records removed by `filter` stages.
+    /// Records removed by filter, dedup and sample stages.
     pub filtered: u64,
+    /// Records taken into windows (they leave as aggregates).
+    pub windowed: u64,
+    /// Records behind a window's watermark, dropped.
+    pub late: u64,
+    /// Records refused by a full state table.
+    pub state_full: u64,
     pub overflow: u64,
     pub div_zero: u64,
 }
@@ -84,31 +103,78 @@ fn reg_col<'a>(
     }
 }
 
-/// Per-shard state to run one chain.
-#[derive(Debug)]
-pub struct Exec {
+/// A memo slot entry not yet computed.
+const UNSEEN: u32 = u32::MAX;
+/// A memoised lookup miss.
+const MISS: u32 = u32::MAX - 1;
+
+/// One segment's working memory.
+struct SegExec {
     temps: Vec<Temp>,
     sel: Vec<u32>,
     scratch_sel: Vec<u32>,
+    memos: Vec<Vec<u32>>,
+    states: Vec<Option<StepState>>,
+    /// The window that ends this segment, and the batch it emits into.
+    window: Option<(Box<WindowState>, Batch)>,
+}
+
+impl std::fmt::Debug for SegExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SegExec({} temps)", self.temps.len())
+    }
+}
+
+/// Per-shard state to run one chain.
+#[derive(Debug)]
+pub struct Exec {
+    segs: Vec<SegExec>,
     hash_buf: Vec<u8>,
+    max_state_keys: u64,
     pub counters: ExecCounters,
 }
 
 impl Exec {
-    /// Working memory for `chain` with batches of at most `batch_max` rows.
+    /// Working memory for `chain` with batches of at most `batch_max` rows
+    /// and stage state of at most `max_state_keys` keys.
     pub fn new(chain: &Chain, batch_max: usize) -> Exec {
+        Exec::with_limits(chain, batch_max, 1_000_000)
+    }
+
+    /// As [`Exec::new`], with `max_state_keys`.
+    pub fn with_limits(chain: &Chain, batch_max: usize, max_state_keys: u64) -> Exec {
+        let segs = chain
+            .segments
+            .iter()
+            .map(|seg| {
+                let window = seg.steps.iter().find_map(|st| match &st.action {
+                    Action::Window { spec, .. } => Some((
+                        Box::new(WindowState::new(spec.clone(), max_state_keys)),
+                        Batch::new(&spec.output, batch_max),
+                    )),
+                    _ => None,
+                });
+                SegExec {
+                    temps: seg
+                        .temps
+                        .iter()
+                        .map(|&t| Temp {
+                            col: Some(Column::new(t, batch_max)),
+                            arena: Vec::new(),
+                        })
+                        .collect(),
+                    sel: Vec::with_capacity(batch_max),
+                    scratch_sel: Vec::with_capacity(batch_max),
+                    memos: vec![Vec::new(); seg.n_memos],
+                    states: (0..seg.n_states).map(|_| None).collect(),
+                    window,
+                }
+            })
+            .collect();
         Exec {
-            temps: chain
-                .temps
-                .iter()
-                .map(|&t| Temp {
-                    col: Some(Column::new(t, batch_max)),
-                    arena: Vec::new(),
-                })
-                .collect(),
-            sel: Vec::with_capacity(batch_max),
-            scratch_sel: Vec::with_capacity(batch_max),
+            segs,
             hash_buf: Vec::with_capacity(256),
+            max_state_keys,
             counters: ExecCounters {
                 stage_in: vec![0; chain.stages.len()],
                 stage_out: vec![0; chain.stages.len()],
@@ -117,96 +183,195 @@ impl Exec {
         }
     }
 
+    fn stats_since(&self, c0: &ExecCounters) -> RunStats {
+        let c = &self.counters;
+        RunStats {
+            filtered: c.filtered - c0.filtered,
+            windowed: c.windowed - c0.windowed,
+            late: c.late - c0.late,
+            state_full: c.state_full - c0.state_full,
+            overflow: c.overflow - c0.overflow,
+            div_zero: c.div_zero - c0.div_zero,
+        }
+    }
+
+    fn snapshot(&self) -> ExecCounters {
+        ExecCounters {
+            stage_in: Vec::new(),
+            stage_out: Vec::new(),
+            ..self.counters.clone_scalars()
+        }
+    }
+
     /// Runs `chain` over every row of `batch`, handing emitted records to
-    /// `out`. `now_ns` is the batch's processing time (`now()`).
+    /// `out`. `now_ns` is the batch's processing time (`now()`, and the
+    /// wall clock for idle windows). Windows closed by this batch's records
+    /// run through the rest of the chain before it returns.
     pub fn run(
         &mut self,
         chain: &Chain,
         batch: &Batch,
-        symbols: &Interner,
+        symbols: &mut Interner,
         now_ns: i64,
         out: &mut impl Emit,
     ) -> RunStats {
-        debug_assert_eq!(chain.n_inputs, batch.cols.len());
-        let (overflow0, div_zero0) = (self.counters.overflow, self.counters.div_zero);
-        let mut filtered = 0u64;
-        for t in &mut self.temps {
-            t.arena.clear();
+        debug_assert_eq!(chain.segments[0].n_inputs, batch.cols.len());
+        let c0 = self.snapshot();
+        self.run_seg(chain, 0, batch, symbols, now_ns, out);
+        self.stats_since(&c0)
+    }
+
+    /// Closes windows: those idle for `size + lateness` of wall time
+    /// (`idle_now_ns`), or all of them (`None`: shutdown, end of a test).
+    pub fn flush_windows(
+        &mut self,
+        chain: &Chain,
+        symbols: &mut Interner,
+        now_ns: i64,
+        idle_now_ns: Option<u64>,
+        out: &mut impl Emit,
+    ) -> RunStats {
+        let c0 = self.snapshot();
+        let mode = match idle_now_ns {
+            Some(t) => CloseMode::Idle { now_wall_ns: t },
+            None => CloseMode::All,
+        };
+        for k in 0..self.segs.len() {
+            let Some(next) = chain.segments[k]
+                .steps
+                .iter()
+                .find_map(|st| match st.action {
+                    Action::Window { next, .. } => Some(next),
+                    _ => None,
+                })
+            else {
+                continue;
+            };
+            self.close_windows(chain, k, next, mode, symbols, now_ns, out);
         }
+        self.stats_since(&c0)
+    }
+
+    /// Open window groups (window × key) over every window stage.
+    pub fn window_groups(&self) -> usize {
+        self.segs
+            .iter()
+            .filter_map(|s| s.window.as_ref())
+            .map(|(w, _)| w.live())
+            .sum()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn close_windows(
+        &mut self,
+        chain: &Chain,
+        k: usize,
+        next: usize,
+        mode: CloseMode,
+        symbols: &mut Interner,
+        now_ns: i64,
+        out: &mut impl Emit,
+    ) {
+        let Some((mut w, mut wb)) = self.segs[k].window.take() else {
+            return;
+        };
+        if w.begin_close(mode) > 0 {
+            loop {
+                wb.clear();
+                let more = w.emit(&mut wb, symbols);
+                if !wb.is_empty() {
+                    self.run_seg(chain, next, &wb, symbols, now_ns, out);
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        self.segs[k].window = Some((w, wb));
+    }
+
+    fn run_seg(
+        &mut self,
+        chain: &Chain,
+        k: usize,
+        batch: &Batch,
+        symbols: &mut Interner,
+        now_ns: i64,
+        out: &mut impl Emit,
+    ) {
+        let seg = &chain.segments[k];
         let n = batch.len();
-        // `all` until the first filter or route narrows the selection.
+        {
+            let se = &mut self.segs[k];
+            for t in &mut se.temps {
+                t.arena.clear();
+            }
+            se.sel.clear();
+        }
+        // `all` until the first stage that narrows the selection.
         let mut all = true;
-        self.sel.clear();
-        for step in &chain.steps {
-            let sel_len = if all { n } else { self.sel.len() };
+        let mut window_next = None;
+        for step in &seg.steps {
+            let se = &mut self.segs[k];
+            let sel_len = if all { n } else { se.sel.len() };
             self.counters.stage_in[step.stage] += sel_len as u64;
             if sel_len == 0 {
                 continue;
             }
             for ins in &step.instrs {
-                let sel = if all {
-                    Sel::All(n)
-                } else {
-                    Sel::Idx(&self.sel)
-                };
+                let sel = if all { Sel::All(n) } else { Sel::Idx(&se.sel) };
                 exec_instr(
                     ins,
                     sel,
                     batch,
-                    &mut self.temps,
-                    chain.n_inputs,
+                    &mut se.temps,
+                    seg.n_inputs,
                     symbols,
                     now_ns,
                     &mut self.hash_buf,
                     &mut self.counters,
+                    &mut se.memos,
                 );
             }
+            let syms: &Interner = symbols;
             match &step.action {
                 Action::None => {}
                 Action::Filter { pred } => {
-                    self.narrow(pred, batch, chain.n_inputs, &mut all, n, true);
-                    filtered += (sel_len - self.sel.len()) as u64;
+                    narrow(se, pred, batch, seg.n_inputs, &mut all, n, true);
+                    self.counters.filtered += (sel_len - se.sel.len()) as u64;
                 }
                 Action::Route { pred, emit } => {
                     // Matching rows go out; the rest continue.
-                    self.scratch_sel.clear();
-                    let sel = if all {
-                        Sel::All(n)
-                    } else {
-                        Sel::Idx(&self.sel)
-                    };
+                    se.scratch_sel.clear();
+                    let sel = if all { Sel::All(n) } else { Sel::Idx(&se.sel) };
                     select_where(
                         pred,
                         sel,
                         batch,
-                        &self.temps,
-                        chain.n_inputs,
+                        &se.temps,
+                        seg.n_inputs,
                         true,
-                        &mut self.scratch_sel,
+                        &mut se.scratch_sel,
                     );
-                    if !self.scratch_sel.is_empty() {
+                    if !se.scratch_sel.is_empty() {
                         let rows = Rows {
                             batch,
-                            temps: &self.temps,
-                            n_inputs: chain.n_inputs,
-                            sel: Sel::Idx(&self.scratch_sel),
-                            symbols,
+                            temps: &se.temps,
+                            n_inputs: seg.n_inputs,
+                            sel: Sel::Idx(&se.scratch_sel),
+                            symbols: syms,
                         };
                         out.emit(emit, &rows);
                     }
-                    self.narrow(pred, batch, chain.n_inputs, &mut all, n, false);
+                    narrow(se, pred, batch, seg.n_inputs, &mut all, n, false);
                 }
                 Action::Tee { emit } => {
                     let rows = Rows {
                         batch,
-                        temps: &self.temps,
-                        n_inputs: chain.n_inputs,
-                        sel: if all {
-                            Sel::All(n)
-                        } else {
-                            Sel::Idx(&self.sel)
-                        },
-                        symbols,
+                        temps: &se.temps,
+                        n_inputs: seg.n_inputs,
+                        sel: if all { Sel::All(n) } else { Sel::Idx(&se.sel) },
+                        symbols: syms,
                     };
                     out.emit(emit, &rows);
                 }
@@ -214,57 +379,236 @@ impl Exec {
                     for e in emits {
                         let rows = Rows {
                             batch,
-                            temps: &self.temps,
-                            n_inputs: chain.n_inputs,
-                            sel: if all {
-                                Sel::All(n)
-                            } else {
-                                Sel::Idx(&self.sel)
-                            },
-                            symbols,
+                            temps: &se.temps,
+                            n_inputs: seg.n_inputs,
+                            sel: if all { Sel::All(n) } else { Sel::Idx(&se.sel) },
+                            symbols: syms,
                         };
                         out.emit(e, &rows);
                     }
                 }
+                Action::Dedup {
+                    keys,
+                    ts,
+                    within_ns,
+                    state,
+                } => {
+                    let max_keys = self.max_state_keys;
+                    let st = se.states[*state as usize].get_or_insert_with(|| {
+                        StepState::Dedup(Box::new(DedupState::new(max_keys)))
+                    });
+                    let StepState::Dedup(d) = st else {
+                        unreachable!("state kinds fixed at compile time")
+                    };
+                    let (ts_col, _) = reg_col(batch, &se.temps, seg.n_inputs, *ts);
+                    let ColumnData::I64(ts_v) = &ts_col.data else {
+                        unreachable!("ts is a timestamp")
+                    };
+                    let mut state_full = 0;
+                    let keep = |i: usize| -> bool {
+                        if !ts_col.valid.get(i) {
+                            return true;
+                        }
+                        d.key_buf.0.clear();
+                        for &(r, _) in keys {
+                            let (c, arena) = reg_col(batch, &se.temps, seg.n_inputs, r);
+                            d.key_buf.push(c, arena, i);
+                        }
+                        match d.check(ts_v[i], *within_ns) {
+                            DedupOutcome::Kept => true,
+                            DedupOutcome::Duplicate => false,
+                            DedupOutcome::Untracked => {
+                                state_full += 1;
+                                true
+                            }
+                        }
+                    };
+                    let before = sel_len;
+                    narrow_by(&mut se.sel, &mut se.scratch_sel, &mut all, n, keep);
+                    self.counters.filtered += (before - se.sel.len()) as u64;
+                    self.counters.state_full += state_full;
+                }
+                Action::SampleEvery {
+                    n: every,
+                    by,
+                    state,
+                } => {
+                    let before = sel_len;
+                    if by.is_empty() {
+                        let st = se.states[*state as usize].get_or_insert(StepState::Every(0));
+                        let StepState::Every(count) = st else {
+                            unreachable!("state kinds fixed at compile time")
+                        };
+                        let keep = |_: usize| -> bool {
+                            let k = *count % *every == 0;
+                            *count += 1;
+                            k
+                        };
+                        narrow_by(&mut se.sel, &mut se.scratch_sel, &mut all, n, keep);
+                    } else {
+                        // hash(by...) % N == 0: the same records on every shard.
+                        let hb = &mut self.hash_buf;
+                        let temps = &se.temps;
+                        let keep = |i: usize| -> bool {
+                            hb.clear();
+                            let mut ok = true;
+                            for &(r, t) in by {
+                                ok &= canonical_bytes(
+                                    &Opnd::Reg(r),
+                                    t,
+                                    i,
+                                    batch,
+                                    temps,
+                                    seg.n_inputs,
+                                    syms,
+                                    hb,
+                                );
+                            }
+                            ok && xxh3_64(hb) % *every == 0
+                        };
+                        narrow_by(&mut se.sel, &mut se.scratch_sel, &mut all, n, keep);
+                    }
+                    self.counters.filtered += (before - se.sel.len()) as u64;
+                }
+                Action::SampleRate {
+                    n: limit,
+                    per_ns,
+                    ts,
+                    state,
+                } => {
+                    let st = se.states[*state as usize].get_or_insert(StepState::Rate {
+                        interval: i64::MIN,
+                        kept: 0,
+                    });
+                    let StepState::Rate { interval, kept } = st else {
+                        unreachable!("state kinds fixed at compile time")
+                    };
+                    let (ts_col, _) = reg_col(batch, &se.temps, seg.n_inputs, *ts);
+                    let ColumnData::I64(ts_v) = &ts_col.data else {
+                        unreachable!("ts is a timestamp")
+                    };
+                    let mut late = 0;
+                    let keep = |i: usize| -> bool {
+                        if !ts_col.valid.get(i) {
+                            late += 1;
+                            return false;
+                        }
+                        let iv = ts_v[i].div_euclid(*per_ns);
+                        if iv > *interval {
+                            *interval = iv;
+                            *kept = 0;
+                        }
+                        if iv < *interval {
+                            late += 1;
+                            return false;
+                        }
+                        *kept += 1;
+                        *kept <= *limit
+                    };
+                    let before = sel_len;
+                    narrow_by(&mut se.sel, &mut se.scratch_sel, &mut all, n, keep);
+                    let dropped = (before - se.sel.len()) as u64;
+                    self.counters.late += late;
+                    self.counters.filtered += dropped - late;
+                }
+                Action::Window { next, .. } => {
+                    let (w, _) = se.window.as_mut().expect("a window stage has its state");
+                    let temps = &se.temps;
+                    let col = |r: Reg| reg_col(batch, temps, seg.n_inputs, r);
+                    let counts = if all {
+                        w.add(&mut (0..n), &col, syms, now_ns as u64)
+                    } else {
+                        w.add(
+                            &mut se.sel.iter().map(|&i| i as usize),
+                            &col,
+                            syms,
+                            now_ns as u64,
+                        )
+                    };
+                    self.counters.windowed += counts.added;
+                    self.counters.late += counts.late;
+                    self.counters.state_full += counts.state_full;
+                    self.counters.overflow += counts.overflow;
+                    // The window takes every record: nothing flows on.
+                    se.sel.clear();
+                    all = false;
+                    window_next = Some(*next);
+                }
             }
-            let after = if all { n } else { self.sel.len() };
+            let se = &self.segs[k];
+            let after = if all { n } else { se.sel.len() };
             self.counters.stage_out[step.stage] += after as u64;
         }
-        RunStats {
-            filtered,
-            overflow: self.counters.overflow - overflow0,
-            div_zero: self.counters.div_zero - div_zero0,
+        if let Some(next) = window_next {
+            self.close_windows(chain, k, next, CloseMode::Watermark, symbols, now_ns, out);
         }
     }
+}
 
-    /// Keeps the selected rows where `pred` is `keep` (null never matches).
-    fn narrow(
-        &mut self,
-        pred: &Opnd,
-        batch: &Batch,
-        n_inputs: usize,
-        all: &mut bool,
-        n: usize,
-        keep: bool,
-    ) {
-        self.scratch_sel.clear();
-        let sel = if *all {
-            Sel::All(n)
-        } else {
-            Sel::Idx(&self.sel)
-        };
-        select_where(
-            pred,
-            sel,
-            batch,
-            &self.temps,
-            n_inputs,
-            keep,
-            &mut self.scratch_sel,
-        );
-        std::mem::swap(&mut self.sel, &mut self.scratch_sel);
-        *all = false;
+impl ExecCounters {
+    fn clone_scalars(&self) -> ExecCounters {
+        ExecCounters {
+            overflow: self.overflow,
+            div_zero: self.div_zero,
+            filtered: self.filtered,
+            windowed: self.windowed,
+            late: self.late,
+            state_full: self.state_full,
+            stage_in: Vec::new(),
+            stage_out: Vec::new(),
+        }
     }
+}
+
+/// Keeps the selected rows where `pred` is `keep` (null never matches).
+fn narrow(
+    se: &mut SegExec,
+    pred: &Opnd,
+    batch: &Batch,
+    n_inputs: usize,
+    all: &mut bool,
+    n: usize,
+    keep: bool,
+) {
+    se.scratch_sel.clear();
+    let sel = if *all { Sel::All(n) } else { Sel::Idx(&se.sel) };
+    select_where(
+        pred,
+        sel,
+        batch,
+        &se.temps,
+        n_inputs,
+        keep,
+        &mut se.scratch_sel,
+    );
+    std::mem::swap(&mut se.sel, &mut se.scratch_sel);
+    *all = false;
+}
+
+/// Keeps the selected rows for which `keep` (called in row order) says so.
+fn narrow_by(
+    sel: &mut Vec<u32>,
+    scratch: &mut Vec<u32>,
+    all: &mut bool,
+    n: usize,
+    mut keep: impl FnMut(usize) -> bool,
+) {
+    scratch.clear();
+    if *all {
+        for i in 0..n {
+            if keep(i) {
+                scratch.push(i as u32);
+            }
+        }
+    } else {
+        for &i in sel.iter() {
+            if keep(i as usize) {
+                scratch.push(i);
+            }
+        }
+    }
+    std::mem::swap(sel, scratch);
+    *all = false;
 }
 
 /// Appends to `out` the selected rows where `pred` is valid and equals
@@ -407,10 +751,11 @@ fn exec_instr(
     batch: &Batch,
     temps: &mut [Temp],
     n: usize,
-    syms: &Interner,
+    symbols: &mut Interner,
     now_ns: i64,
     hash_buf: &mut Vec<u8>,
     counters: &mut ExecCounters,
+    memos: &mut [Vec<u32>],
 ) {
     let dst = dst_of(ins) as usize - n;
     // Single assignment: the destination is never an operand, so it can be
@@ -420,7 +765,58 @@ fn exec_instr(
         .take()
         .expect("each register written once per run");
     let mut arena = std::mem::take(&mut temps[dst].arena);
+    match ins {
+        Instr::TableCol {
+            row,
+            table,
+            col,
+            memo,
+            ..
+        } => {
+            let (rc, _) = reg_col(batch, temps, n, *row);
+            table_col(
+                sel,
+                rc,
+                table,
+                *col,
+                &mut memos[*memo as usize],
+                symbols,
+                &mut out,
+                &mut arena,
+            );
+            temps[dst].col = Some(out);
+            temps[dst].arena = arena;
+            return;
+        }
+        Instr::Lookup {
+            a,
+            a_ty,
+            table,
+            memo,
+            ..
+        } => {
+            let Opnd::Reg(r) = a else {
+                unreachable!("lookup keys are registers (compile)")
+            };
+            let (ac, aa) = reg_col(batch, temps, n, *r);
+            lookup(
+                sel,
+                ac,
+                aa,
+                *a_ty,
+                table,
+                &mut memos[*memo as usize],
+                symbols,
+                &mut out,
+            );
+            temps[dst].col = Some(out);
+            temps[dst].arena = arena;
+            return;
+        }
+        _ => {}
+    }
     {
+        let syms: &Interner = symbols;
         let temps: &[Temp] = temps;
         match ins {
             Instr::Arith { op, ty, a, b, .. } => match ty {
@@ -706,6 +1102,7 @@ fn exec_instr(
                 in_list(a, items, sel, batch, temps, n, syms, o, m);
             }
             Instr::Copy { a, .. } => copy(a, sel, batch, temps, n, syms, &mut out, &mut arena),
+            Instr::Lookup { .. } | Instr::TableCol { .. } => unreachable!("handled above"),
         }
     }
     temps[dst].col = Some(out);
@@ -753,8 +1150,133 @@ fn dst_of(ins: &Instr) -> Reg {
         | Instr::Hash { dst, .. }
         | Instr::Now { dst }
         | Instr::InList { dst, .. }
-        | Instr::Copy { dst, .. } => *dst,
+        | Instr::Copy { dst, .. }
+        | Instr::Lookup { dst, .. }
+        | Instr::TableCol { dst, .. } => *dst,
     }
+}
+
+/// `out` = the row of each selected key in `table` (null on a miss).
+#[allow(clippy::too_many_arguments)]
+fn lookup(
+    sel: Sel<'_>,
+    key: &Column,
+    arena: &[u8],
+    key_ty: FieldType,
+    table: &Table,
+    memo: &mut Vec<u32>,
+    symbols: &Interner,
+    out: &mut Column,
+) {
+    let (o, m) = kernels::out_u64(out);
+    let kt = table.key_type;
+    let found = |k: Option<KeyRef<'_>>| k.and_then(|k| table.find(k));
+    each!(sel, i, {
+        let row = if !key.valid.get(i) {
+            None
+        } else {
+            match (&key.data, key_ty) {
+                (ColumnData::I64(v), _) => found(int_lookup(kt, v[i] as i128)),
+                (ColumnData::U64(v), _) => found(int_lookup(kt, v[i] as i128)),
+                (ColumnData::F64(v), _) => found(float_lookup(kt, v[i])),
+                (ColumnData::Bool(v), _) => {
+                    found((kt == FieldType::Bool).then_some(KeyRef::Bool(v[i])))
+                }
+                (ColumnData::Str(v), _) => {
+                    found(kt.is_text().then(|| KeyRef::Text(v[i].get(arena))))
+                }
+                (ColumnData::Sym(v), _) => {
+                    // Once per symbol per shard: ids map to rows.
+                    let id = v[i] as usize;
+                    if memo.len() <= id {
+                        memo.resize(symbols.len().max(id + 1), UNSEEN);
+                    }
+                    if memo[id] == UNSEEN {
+                        let r = found(kt.is_text().then(|| KeyRef::Text(symbols.resolve(v[i]))));
+                        memo[id] = r.unwrap_or(MISS);
+                    }
+                    (memo[id] != MISS).then_some(memo[id])
+                }
+            }
+        };
+        match row {
+            Some(r) => {
+                o[i] = r as u64;
+                m.set(i, true);
+            }
+            None => m.set(i, false),
+        }
+    });
+}
+
+/// `out` = column `col` of `table` at each selected row index (null where
+/// the index is). Symbol cells are interned once per table row per shard.
+#[allow(clippy::too_many_arguments)]
+fn table_col(
+    sel: Sel<'_>,
+    rows: &Column,
+    table: &Table,
+    col: usize,
+    memo: &mut Vec<u32>,
+    symbols: &mut Interner,
+    out: &mut Column,
+    arena: &mut Vec<u8>,
+) {
+    let ColumnData::U64(r) = &rows.data else {
+        unreachable!("row registers are u64")
+    };
+    let ty = out.ty;
+    let Column { data, valid, .. } = out;
+    each!(sel, i, {
+        let cell = if rows.valid.get(i) {
+            table.cell(col, r[i] as u32)
+        } else {
+            Cell::Null
+        };
+        let ok = match (cell, &mut *data) {
+            (Cell::Null, _) => false,
+            (Cell::I64(v), ColumnData::I64(o)) => {
+                o[i] = v;
+                true
+            }
+            (Cell::U64(v), ColumnData::U64(o)) => {
+                o[i] = v;
+                true
+            }
+            (Cell::F64(v), ColumnData::F64(o)) => {
+                o[i] = v;
+                true
+            }
+            (Cell::Bool(v), ColumnData::Bool(o)) => {
+                o[i] = v;
+                true
+            }
+            (Cell::Text(off, len), ColumnData::Sym(o)) => {
+                let row = r[i] as usize;
+                if memo.len() <= row {
+                    memo.resize(table.len().max(row + 1), UNSEEN);
+                }
+                if memo[row] == UNSEEN {
+                    // A full symbol table leaves the value null.
+                    memo[row] = symbols.intern(table.text(off, len)).unwrap_or(MISS);
+                }
+                o[i] = memo[row];
+                memo[row] != MISS
+            }
+            (Cell::Text(off, len), ColumnData::Str(o)) => {
+                let s = table.text(off, len);
+                let at = arena.len();
+                arena.extend_from_slice(s);
+                o[i] = StrRef {
+                    off: at as u32,
+                    len: s.len() as u32,
+                };
+                true
+            }
+            _ => unreachable!("table column {col} holds {ty} values"),
+        };
+        valid.set(i, ok);
+    });
 }
 
 fn out_str(c: &mut Column) -> (&mut [StrRef], &mut Bitmap) {

@@ -15,6 +15,9 @@ pub mod kernels;
 pub mod lexer;
 pub mod parser;
 pub mod program;
+pub mod state;
+pub mod table;
+pub mod testing;
 
 use crate::config::{Config, ParamValue};
 use diag::Diagnostic;
@@ -62,13 +65,14 @@ pub fn compile_for(
 ) -> Result<Plan, PipelineError> {
     let ast = parser::parse(text).map_err(|d| located(&d, origin, text, first_line))?;
     let sinks: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
+    let tables = load_tables(cfg)?;
     let mut chains = vec![None; cfg.schemas.len()];
     let mut unsupported = Vec::new();
     for si in cfg.source_schemas() {
         let input = compile::CompileInput {
             schema: &cfg.schemas[si],
             params,
-            tables: &cfg.tables,
+            tables: &tables,
             sinks: &sinks,
         };
         let c =
@@ -85,6 +89,25 @@ pub fn compile_for(
         chains,
         unsupported,
     })
+}
+
+/// Loads every table of `cfg` (inline rows and CSV files).
+///
+/// # Errors
+/// The first table that does not load, as one line.
+pub fn load_tables(cfg: &Config) -> Result<Vec<Arc<table::Table>>, PipelineError> {
+    cfg.tables
+        .iter()
+        .map(|t| {
+            table::Table::load(t).map(Arc::new).map_err(|e| {
+                let headline = format!("{}:{}: {e}", cfg.origin, t.line);
+                PipelineError {
+                    rendered: headline.clone(),
+                    headline,
+                }
+            })
+        })
+        .collect()
 }
 
 /// Compiles the config's own pipeline with its params.
@@ -157,17 +180,17 @@ pub fn fuzz_one(data: &[u8]) {
                     if c.unsupported.is_empty() {
                         let mut exec = exec::Exec::new(&c.chain, 4);
                         let mut b = crate::codec::Batch::new(&schema, 4);
-                        let syms = crate::codec::Interner::new(16);
+                        let mut syms = crate::codec::Interner::new(16);
                         struct Nop;
                         impl exec::Emit for Nop {
                             fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
                         }
-                        exec.run(&c.chain, &b, &syms, 0, &mut Nop);
+                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
                         let mut r = b.row();
                         r.set_f64(1, f64::NAN);
                         r.set_i64(2, i64::MIN);
                         r.commit(&schema, 0).expect("no required fields");
-                        exec.run(&c.chain, &b, &syms, 0, &mut Nop);
+                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
                     }
                 }
             }

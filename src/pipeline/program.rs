@@ -6,6 +6,7 @@
 //! never overwritten while it is read and `eval` can alias a field to an
 //! existing register without a copy.
 
+use super::table::Table;
 use crate::codec::{FieldType, Schema};
 use std::sync::Arc;
 
@@ -225,6 +226,25 @@ pub enum Instr {
         a: Opnd,
         dst: Reg,
     },
+    /// `dst` = the row of `a` in `table` (u64; null on a miss or a null
+    /// key). Symbol keys are memoised per shard in memo slot `memo`.
+    Lookup {
+        a: Opnd,
+        a_ty: FieldType,
+        table: Arc<Table>,
+        memo: u16,
+        dst: Reg,
+    },
+    /// `dst` = column `col` of `table` at row `row` (null where `row` is).
+    /// A symbol column is interned into the shard's table once per row,
+    /// memoised in slot `memo`.
+    TableCol {
+        row: Reg,
+        table: Arc<Table>,
+        col: usize,
+        memo: u16,
+        dst: Reg,
+    },
 }
 
 /// The items of an `in [...]` list, typed once at compile time so the
@@ -281,6 +301,55 @@ pub struct EmitSpec {
     pub regs: Vec<Reg>,
 }
 
+/// Aggregate functions of a window's `emit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggKind {
+    /// `count()`: records.
+    CountAll,
+    /// `count(e)`: non-null values.
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    First,
+    Last,
+}
+
+/// One aggregate of a window: its kind, its per-record argument register
+/// (computed in the segment before the window) and types.
+#[derive(Clone, Debug)]
+pub struct AggSpec {
+    pub kind: AggKind,
+    pub arg: Option<Reg>,
+    /// Type of the argument (`I64` for `count()`).
+    pub arg_ty: FieldType,
+    /// Type of the result column.
+    pub out_ty: FieldType,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowShape {
+    Tumbling,
+    Sliding { every_ns: i64 },
+}
+
+/// A window stage: how records are grouped and what each group keeps.
+#[derive(Clone, Debug)]
+pub struct WindowSpec {
+    pub shape: WindowShape,
+    pub size_ns: i64,
+    pub lateness_ns: i64,
+    /// The `ts` register of the input.
+    pub ts: Reg,
+    /// `by` fields: register and type.
+    pub by: Vec<(Reg, FieldType)>,
+    pub aggs: Vec<AggSpec>,
+    /// The schema of the records the window emits to the next segment:
+    /// ts, window_start, the by fields, then one `__aN` per aggregate.
+    pub output: Arc<Schema>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Compute registers only (`eval`, and shape-only stages which need no
@@ -294,6 +363,30 @@ pub enum Action {
     Tee { emit: EmitSpec },
     /// Emit every selected row to each sink: the end.
     To { emits: Vec<EmitSpec> },
+    /// Drop a record whose key was seen within `within_ns` of event time.
+    Dedup {
+        keys: Vec<(Reg, FieldType)>,
+        ts: Reg,
+        within_ns: i64,
+        state: u16,
+    },
+    /// Keep every `n`-th record (per shard), or with `by`, the records
+    /// whose `hash(by...) % n == 0`.
+    SampleEvery {
+        n: u64,
+        by: Vec<(Reg, FieldType)>,
+        state: u16,
+    },
+    /// At most `n` records per event-time interval of `per_ns`.
+    SampleRate {
+        n: u64,
+        per_ns: i64,
+        ts: Reg,
+        state: u16,
+    },
+    /// Group the selected rows into windows; closed windows feed segment
+    /// `next`. Ends its segment.
+    Window { spec: Arc<WindowSpec>, next: usize },
 }
 
 /// One stage: instructions computing registers, then an action.
@@ -316,18 +409,22 @@ pub struct StagePlan {
     pub sinks: Vec<String>,
 }
 
-/// A pipeline compiled for one input schema.
+/// A run of steps over one input schema: the source's, or a window's
+/// output. Registers `0..n_inputs` are that input's columns.
 #[derive(Clone, Debug)]
-pub struct Chain {
+pub struct Segment {
     pub input: Arc<Schema>,
     pub n_inputs: usize,
     /// Types of registers `n_inputs..`.
     pub temps: Vec<FieldType>,
     pub steps: Vec<Step>,
-    pub stages: Vec<StagePlan>,
+    /// Per-shard memo slots (symbol lookups into tables).
+    pub n_memos: usize,
+    /// Per-shard state slots (dedup, sample).
+    pub n_states: usize,
 }
 
-impl Chain {
+impl Segment {
     /// The type of any register.
     pub fn reg_type(&self, r: Reg) -> FieldType {
         let r = r as usize;
@@ -336,5 +433,25 @@ impl Chain {
         } else {
             self.temps[r - self.n_inputs]
         }
+    }
+}
+
+/// A pipeline compiled for one source schema: segment 0 reads the
+/// source's batches; each window starts the next segment.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub segments: Vec<Segment>,
+    pub stages: Vec<StagePlan>,
+}
+
+impl Chain {
+    /// The source schema.
+    pub fn input(&self) -> &Arc<Schema> {
+        &self.segments[0].input
+    }
+
+    /// Whether any stage keeps state between batches (windows).
+    pub fn has_windows(&self) -> bool {
+        self.segments.len() > 1
     }
 }

@@ -129,7 +129,7 @@ fn run(s: &Arc<Schema>, src: &str, params: &[(&str, ParamValue)], rows: &[Vec<V>
     }
     let mut exec = Exec::new(&c.chain, 64);
     let mut sink = Sink::default();
-    exec.run(&c.chain, &b, &syms, 123, &mut sink);
+    exec.run(&c.chain, &b, &mut syms, 123, &mut sink);
     let _ = Value::Null;
     Run {
         out: sink.rows,

@@ -55,6 +55,12 @@ pub struct Summary {
     pub sources: Vec<SourceSummary>,
     pub chain_in: u64,
     pub filtered: u64,
+    /// Records taken into windows (they leave as aggregates).
+    pub windowed: u64,
+    /// Records dropped behind a window's watermark.
+    pub late: u64,
+    /// Records a full state table could not hold.
+    pub state_full: u64,
     /// Per sink: (name, records written, dropped on full, dropped on error).
     pub sinks: Vec<SinkSummary>,
     /// Everything drained before the deadline.
@@ -121,11 +127,19 @@ impl Summary {
             }
             s.push('\n');
         }
-        let _ = writeln!(
+        let _ = write!(
             s,
             "  pipeline: {} records in, {} filtered out",
             self.chain_in, self.filtered
         );
+        if self.windowed + self.late + self.state_full > 0 {
+            let _ = write!(
+                s,
+                ", {} into windows, {} late, {} over max_state_keys",
+                self.windowed, self.late, self.state_full
+            );
+        }
+        s.push('\n');
         for k in &self.sinks {
             let _ = write!(s, "  sink {}: {} records written", k.name, k.written);
             if k.dropped_full + k.dropped_error + k.dropped_shutdown > 0 {
@@ -267,7 +281,7 @@ impl Appliance {
             chains: plan.chains,
         };
         let states = (0..shards)
-            .map(|_| ShardExec::for_generation(&value, rt.batch_max))
+            .map(|_| ShardExec::for_generation(&value, rt.batch_max, rt.max_state_keys))
             .collect();
         let publisher = Publisher::new(shards, 1, value, states, rt.max_live_generations as usize);
 
@@ -449,7 +463,13 @@ impl Appliance {
             chains: plan.chains,
         };
         let states = (0..self.config.runtime.shards)
-            .map(|_| ShardExec::for_generation(&value, self.config.runtime.batch_max))
+            .map(|_| {
+                ShardExec::for_generation(
+                    &value,
+                    self.config.runtime.batch_max,
+                    self.config.runtime.max_state_keys,
+                )
+            })
             .collect();
         self.publisher.publish(id, value, states)?;
         self.next_generation += 1;
@@ -586,6 +606,9 @@ impl Appliance {
             sources,
             chain_in: m.sum(|x| x.chain_in.get()),
             filtered: m.sum(|x| x.filtered.get()),
+            windowed: m.sum(|x| x.windowed.get()),
+            late: m.sum(|x| x.late.get()),
+            state_full: m.sum(|x| x.state_full.get()),
             sinks,
             clean: true,
             left: Vec::new(),

@@ -39,12 +39,15 @@ pub struct ShardExec {
 
 impl ShardExec {
     /// Working memory for every chain of `g`.
-    pub fn for_generation(g: &GenValue, batch_max: usize) -> ShardExec {
+    pub fn for_generation(g: &GenValue, batch_max: usize, max_state_keys: u64) -> ShardExec {
         ShardExec {
             execs: g
                 .chains
                 .iter()
-                .map(|c| c.as_ref().map(|c| Exec::new(c, batch_max)))
+                .map(|c| {
+                    c.as_ref()
+                        .map(|c| Exec::with_limits(c, batch_max, max_state_keys))
+                })
                 .collect(),
         }
     }
@@ -178,6 +181,8 @@ impl Engine {
     #[cold]
     #[inline(never)]
     fn switch_generation(&mut self) {
+        // Windows of the outgoing generation close now, tagged with it.
+        self.flush_windows(crate::sys::now_ns(), None);
         self.reader.switch();
         let id = self.reader.current().id;
         let m = &self.metrics.shards[self.shard];
@@ -216,21 +221,61 @@ impl Engine {
             counters: &m.sinks,
             life: &self.life,
         };
-        let st = exec.run(chain, batch, &self.symbols, now_ns as i64, &mut em);
+        let st = exec.run(chain, batch, &mut self.symbols, now_ns as i64, &mut em);
         m.batches.add(1);
         m.chain_in.add(batch.len() as u64);
-        if st.filtered > 0 {
-            m.filtered.add(st.filtered);
-        }
-        if st.overflow > 0 {
-            m.overflow.add(st.overflow);
-        }
-        if st.div_zero > 0 {
-            m.div_zero.add(st.div_zero);
-        }
+        add_stats(m, &st);
         batch.clear();
     }
 
+    /// Closes windows of every chain: those idle past `size + lateness`
+    /// (`Some(now)`), or all (`None`).
+    #[cold]
+    fn flush_windows(&mut self, now_ns: u64, idle: Option<u64>) {
+        let (node, state) = self.reader.parts();
+        let Some(state) = state else {
+            return;
+        };
+        let m = &self.metrics.shards[self.shard];
+        for (s, exec) in state.execs.iter_mut().enumerate() {
+            let (Some(exec), Some(chain)) = (exec.as_mut(), node.value.chains[s].as_deref()) else {
+                continue;
+            };
+            if !chain.has_windows() || exec.window_groups() == 0 {
+                continue;
+            }
+            let mut em = Emitter {
+                ports: &mut self.ports,
+                generation: node.id,
+                shard: self.shard as u16,
+                ingest_ns: now_ns,
+                counters: &m.sinks,
+                life: &self.life,
+            };
+            let st = exec.flush_windows(chain, &mut self.symbols, now_ns as i64, idle, &mut em);
+            add_stats(m, &st);
+        }
+    }
+}
+
+/// The shard's counters of one run.
+#[inline]
+fn add_stats(m: &ShardMetrics, st: &crate::pipeline::exec::RunStats) {
+    for (c, v) in [
+        (&m.filtered, st.filtered),
+        (&m.windowed, st.windowed),
+        (&m.late, st.late),
+        (&m.state_full, st.state_full),
+        (&m.overflow, st.overflow),
+        (&m.div_zero, st.div_zero),
+    ] {
+        if v > 0 {
+            c.add(v);
+        }
+    }
+}
+
+impl Engine {
     fn flush_all(&mut self, now_ns: u64) {
         for s in 0..self.batches.len() {
             self.flush(s, now_ns);
@@ -522,6 +567,8 @@ impl Worker {
             self.eng.flush_all(crate::sys::now_ns());
         }
         self.eng.flush_all(crate::sys::now_ns());
+        // Stopping closes every window: what they hold reaches the sinks.
+        self.eng.flush_windows(crate::sys::now_ns(), None);
         Ok(())
     }
 
@@ -894,6 +941,8 @@ impl Worker {
     /// Once a second: close connections idle past their source's timeout.
     fn on_tick(&mut self) {
         self.poll_udp_drops();
+        let now = crate::sys::now_ns();
+        self.eng.flush_windows(now, Some(now));
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if l.retry && !l.armed {
                 l.retry = false;

@@ -68,7 +68,7 @@ fn run(
     fill(&mut b, &mut syms);
     let mut exec = Exec::new(&c.chain, 16);
     let mut cap = Capture(Vec::new(), Scratch::default());
-    exec.run(&c.chain, &b, &syms, 0, &mut cap);
+    exec.run(&c.chain, &b, &mut syms, 0, &mut cap);
     (cap, syms)
 }
 
