@@ -64,10 +64,25 @@ enum Command {
         #[arg(long)]
         rate: Option<String>,
     },
-    /// Run a pipeline on given records without sockets.
+    /// Run a pipeline on given records without sockets and compare the
+    /// output: `test P.mts --config F --schema S --input IN --expect OUT`,
+    /// or `test CASES.toml`.
     Test {
-        #[arg(num_args = 0..)]
-        args: Vec<String>,
+        /// A pipeline file, or a CASES.toml of [[case]] tables.
+        target: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        schema: Option<String>,
+        /// now() in ns since the epoch (also the ts of records without one).
+        #[arg(long)]
+        now: Option<i64>,
+        /// Input records, JSON lines.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Expected records, JSON lines, each with "_sink".
+        #[arg(long)]
+        expect: Option<PathBuf>,
     },
     /// Control-plane client.
     Ctl {
@@ -126,7 +141,21 @@ fn main() -> ExitCode {
             schema,
         } => check(&config, pipeline.as_deref(), schema.as_deref()),
         Command::Demo { .. } => not_yet("demo"),
-        Command::Test { .. } => not_yet("test"),
+        Command::Test {
+            target,
+            config,
+            schema,
+            now,
+            input,
+            expect,
+        } => test_cmd(
+            &target,
+            config.as_deref(),
+            schema.as_deref(),
+            now,
+            input.as_deref(),
+            expect.as_deref(),
+        ),
         Command::Ctl { .. } => not_yet("ctl"),
         Command::Read { .. } => not_yet("read"),
         Command::Top { .. } => not_yet("top"),
@@ -139,6 +168,153 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// One test case, from the command line or a CASES.toml.
+struct Case {
+    name: String,
+    pipeline: PathBuf,
+    config: PathBuf,
+    schema: String,
+    now: i64,
+    input: String,
+    expect: Vec<serde_json::Value>,
+}
+
+fn read(p: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))
+}
+
+fn test_cmd(
+    target: &Path,
+    config: Option<&Path>,
+    schema: Option<&str>,
+    now: Option<i64>,
+    input: Option<&Path>,
+    expect: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    use mutstream::pipeline::testing;
+    let cases = match (config, schema, input, expect) {
+        (Some(config), Some(schema), Some(input), Some(expect)) => {
+            let ex = read(expect)?;
+            vec![Case {
+                name: target.display().to_string(),
+                pipeline: target.to_path_buf(),
+                config: config.to_path_buf(),
+                schema: schema.to_string(),
+                now: now.unwrap_or(0),
+                input: read(input)?,
+                expect: testing::parse_lines(&ex, &expect.display().to_string())
+                    .map_err(anyhow::Error::msg)?,
+            }]
+        }
+        (None, None, None, None) => load_cases(target)?,
+        _ => anyhow::bail!(
+            "usage: mutstream test P.mts --config F --schema S --input IN.jsonl --expect OUT.jsonl [--now NS], or mutstream test CASES.toml"
+        ),
+    };
+    let mut failed = 0;
+    for c in &cases {
+        let cfg = Config::load(&c.config)?;
+        let text = read(&c.pipeline)?;
+        let origin = c.pipeline.display().to_string();
+        let outcome = match testing::run(&cfg, &text, &origin, 0, &c.schema, c.now, &c.input) {
+            Ok(o) => o,
+            Err(e) => {
+                println!("test {} ... FAILED\n{e}", c.name);
+                failed += 1;
+                continue;
+            }
+        };
+        let diff = testing::diff(&c.expect, &outcome.outputs);
+        if diff.is_empty() && outcome.rejected.is_empty() {
+            println!(
+                "test {} ... ok ({} records out)",
+                c.name,
+                outcome.outputs.len()
+            );
+            continue;
+        }
+        failed += 1;
+        println!("test {} ... FAILED", c.name);
+        for (line, why) in &outcome.rejected {
+            println!("  input line {line} rejected: {why}");
+        }
+        for d in diff {
+            println!("  {d}");
+        }
+    }
+    println!(
+        "{} test{}, {} passed, {failed} failed",
+        cases.len(),
+        if cases.len() == 1 { "" } else { "s" },
+        cases.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads a CASES.toml: `[[case]]` tables with name, pipeline, config,
+/// schema, now, and input/expect as inline records or JSON-lines files.
+fn load_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
+    use mutstream::pipeline::testing;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        case: Vec<RawCase>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawCase {
+        name: String,
+        pipeline: String,
+        config: String,
+        schema: String,
+        now: Option<i64>,
+        input: toml::Value,
+        expect: toml::Value,
+    }
+    let text = read(path)?;
+    let f: File = toml::from_str(&text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map_or((1, 1), |s| mutstream::config::line_col(&text, s.start));
+        anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim())
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let records =
+        |v: &toml::Value, what: &str, name: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+            match v {
+                toml::Value::String(file) => {
+                    let p = dir.join(file);
+                    testing::parse_lines(&read(&p)?, &p.display().to_string())
+                        .map_err(anyhow::Error::msg)
+                }
+                toml::Value::Array(items) => Ok(items.iter().map(testing::toml_to_json).collect()),
+                _ => anyhow::bail!(
+                    "{}: case {name:?}: {what} must be an array of records or a file name",
+                    path.display()
+                ),
+            }
+        };
+    f.case
+        .into_iter()
+        .map(|c| {
+            let input = records(&c.input, "input", &c.name)?;
+            Ok(Case {
+                input: input.iter().map(|v| format!("{v}\n")).collect(),
+                expect: records(&c.expect, "expect", &c.name)?,
+                pipeline: dir.join(&c.pipeline),
+                config: dir.join(&c.config),
+                schema: c.schema,
+                now: c.now.unwrap_or(0),
+                name: c.name,
+            })
+        })
+        .collect()
 }
 
 fn not_yet(cmd: &str) -> anyhow::Result<ExitCode> {

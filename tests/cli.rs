@@ -454,3 +454,48 @@ fn stdout_sink_writes_json_lines() {
         assert_eq!(v["price"].as_f64(), Some(50.0));
     }
 }
+
+#[test]
+fn test_command_runs_the_example_cases() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/examples.toml");
+    let o = run(&["test", cases.to_str().unwrap()], Path::new("."));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("4 tests, 4 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn test_command_prints_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = examples();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"ts\":1,\"seq\":1,\"symbol\":5,\"qty\":120,\"price\":101.25}\n{\"ts\":2,\"qty\":\"x\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("out.jsonl"),
+        "{\"ts\":1,\"seq\":1,\"symbol\":5,\"qty\":120,\"price\":101.25,\"notional\":12150.0,\"sector\":\"tech\",\"lot\":10,\"_sink\":\"journal\"}\n",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "test",
+            ex.join("ticks.mts").to_str().unwrap(),
+            "--config",
+            ex.join("ticks.toml").to_str().unwrap(),
+            "--schema",
+            "tick",
+            "--input",
+            "in.jsonl",
+            "--expect",
+            "out.jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("input line 2 rejected: type_mismatch (field qty)"),
+        "{out}"
+    );
+    assert!(out.contains("- {\"ts\":1,\"seq\":1,\"symbol\":5,\"qty\":120,\"price\":101.25,\"notional\":12150.0,\"sector\":\"tech\",\"lot\":10,\"_sink\":\"journal\"}"), "{out}");
+    assert!(out.contains("+ {\"ts\":1,\"seq\":1,\"symbol\":5,\"qty\":120,\"price\":101.25,\"notional\":12150.0,\"sector\":\"tech\",\"lot\":100,\"_sink\":\"journal\"}"), "{out}");
+    assert!(out.contains("1 test, 0 passed, 1 failed"), "{out}");
+}

@@ -533,7 +533,8 @@ impl Validator<'_> {
             if !seen.insert(src.name.clone()) {
                 return Err(self.err(src.line, format!("source {:?} is defined twice", src.name)));
             }
-            if !addrs.insert((src.transport as u8, src.listen)) {
+            // Port 0 asks for a fresh ephemeral port each time.
+            if src.listen.port() != 0 && !addrs.insert((src.transport as u8, src.listen)) {
                 return Err(self.err(
                     src.line,
                     format!(

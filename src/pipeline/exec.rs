@@ -275,7 +275,7 @@ impl Exec {
         let Some((mut w, mut wb)) = self.segs[k].window.take() else {
             return;
         };
-        if w.begin_close(mode) > 0 {
+        if w.begin_close(mode, symbols) > 0 {
             loop {
                 wb.clear();
                 let more = w.emit(&mut wb, symbols);

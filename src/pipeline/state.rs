@@ -21,9 +21,28 @@ use std::sync::Arc;
 const HASH_SEED: u64 = 0x7374_6174;
 
 /// Canonical bytes of a record's key fields: per field a tag (0 null, 1
-/// value), then 8 bytes (numbers, bools, timestamps), 4 (symbol ids), or a
-/// 4-byte length and the bytes (strings).
+/// value), then 8 bytes for numbers, bools and timestamps — big-endian and
+/// order-preserving (sign bit flipped for integers, the total order for
+/// floats), so comparing keys compares values — 4 bytes for symbol ids, or
+/// a 4-byte length and the bytes for strings.
 pub struct KeyBuf(pub Vec<u8>);
+
+/// Order-preserving bits of an f64 (-0.0 folded into 0.0, NaNs into one).
+fn f64_key(x: f64) -> u64 {
+    let x = if x == 0.0 {
+        0.0
+    } else if x.is_nan() {
+        f64::NAN
+    } else {
+        x
+    };
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | 1 << 63 }
+}
+
+fn f64_unkey(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
 
 impl KeyBuf {
     /// Appends field `col` of row `i`.
@@ -36,29 +55,68 @@ impl KeyBuf {
         }
         b.push(1);
         match &col.data {
-            ColumnData::I64(v) => b.extend_from_slice(&v[i].to_le_bytes()),
-            ColumnData::U64(v) => b.extend_from_slice(&v[i].to_le_bytes()),
-            ColumnData::F64(v) => {
-                // -0.0 and 0.0 are one key; every NaN is one key.
-                let x = v[i];
-                let bits = if x == 0.0 {
-                    0
-                } else if x.is_nan() {
-                    f64::NAN.to_bits()
-                } else {
-                    x.to_bits()
-                };
-                b.extend_from_slice(&bits.to_le_bytes())
-            }
-            ColumnData::Bool(v) => b.extend_from_slice(&(v[i] as u64).to_le_bytes()),
-            ColumnData::Sym(v) => b.extend_from_slice(&v[i].to_le_bytes()),
+            ColumnData::I64(v) => b.extend_from_slice(&((v[i] as u64) ^ (1 << 63)).to_be_bytes()),
+            ColumnData::U64(v) => b.extend_from_slice(&v[i].to_be_bytes()),
+            ColumnData::F64(v) => b.extend_from_slice(&f64_key(v[i]).to_be_bytes()),
+            ColumnData::Bool(v) => b.extend_from_slice(&(v[i] as u64).to_be_bytes()),
+            ColumnData::Sym(v) => b.extend_from_slice(&v[i].to_be_bytes()),
             ColumnData::Str(v) => {
                 let s = v[i].get(arena);
-                b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                b.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 b.extend_from_slice(s);
             }
         }
     }
+}
+
+/// Compares two keys of `types` field by field: values in their order,
+/// symbols by their bytes (not their ids, which depend on arrival).
+fn cmp_keys(
+    a: &[u8],
+    b: &[u8],
+    types: &[(Reg, FieldType)],
+    symbols: &Interner,
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut i, mut j) = (0, 0);
+    for &(_, ty) in types {
+        let (ta, tb) = (a[i], b[j]);
+        i += 1;
+        j += 1;
+        match (ta, tb) {
+            (0, 0) => continue,
+            (0, _) => return Ordering::Less,
+            (_, 0) => return Ordering::Greater,
+            _ => {}
+        }
+        let o = match ty {
+            FieldType::Symbol => {
+                let ia = u32::from_be_bytes(a[i..i + 4].try_into().expect("4 bytes"));
+                let ib = u32::from_be_bytes(b[j..j + 4].try_into().expect("4 bytes"));
+                i += 4;
+                j += 4;
+                symbols.resolve(ia).cmp(symbols.resolve(ib))
+            }
+            FieldType::Str => {
+                let na = u32::from_be_bytes(a[i..i + 4].try_into().expect("4 bytes")) as usize;
+                let nb = u32::from_be_bytes(b[j..j + 4].try_into().expect("4 bytes")) as usize;
+                let o = a[i + 4..i + 4 + na].cmp(&b[j + 4..j + 4 + nb]);
+                i += 4 + na;
+                j += 4 + nb;
+                o
+            }
+            _ => {
+                let o = a[i..i + 8].cmp(&b[j..j + 8]);
+                i += 8;
+                j += 8;
+                o
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
 }
 
 /// Decodes a key's field of type `ty` at `*at`, advancing it; writes it to
@@ -77,22 +135,22 @@ fn write_key_field(
         return;
     }
     let word = |at: &mut usize| {
-        let v = u64::from_le_bytes(key[*at..*at + 8].try_into().expect("8 bytes"));
+        let v = u64::from_be_bytes(key[*at..*at + 8].try_into().expect("8 bytes"));
         *at += 8;
         v
     };
     match ty {
-        FieldType::I64 | FieldType::Timestamp => row.set_i64(f, word(at) as i64),
+        FieldType::I64 | FieldType::Timestamp => row.set_i64(f, (word(at) ^ (1 << 63)) as i64),
         FieldType::U64 => row.set_u64(f, word(at)),
-        FieldType::F64 => row.set_f64(f, f64::from_bits(word(at))),
+        FieldType::F64 => row.set_f64(f, f64_unkey(word(at))),
         FieldType::Bool => row.set_bool(f, word(at) != 0),
         FieldType::Symbol => {
-            let id = u32::from_le_bytes(key[*at..*at + 4].try_into().expect("4 bytes"));
+            let id = u32::from_be_bytes(key[*at..*at + 4].try_into().expect("4 bytes"));
             *at += 4;
             row.set_sym(f, id);
         }
         FieldType::Str => {
-            let n = u32::from_le_bytes(key[*at..*at + 4].try_into().expect("4 bytes")) as usize;
+            let n = u32::from_be_bytes(key[*at..*at + 4].try_into().expect("4 bytes")) as usize;
             *at += 4;
             row.set_str(f, &key[*at..*at + n]);
             *at += n;
@@ -293,15 +351,7 @@ impl WindowState {
                 added = true;
                 for (j, a) in spec.aggs.iter().enumerate() {
                     let acc = &mut self.accs[e as usize * n_aggs + j];
-                    if update(
-                        acc,
-                        a,
-                        a.arg.map(col),
-                        i,
-                        ts,
-                        symbols,
-                        &mut self.texts,
-                    ) {
+                    if update(acc, a, a.arg.map(col), i, ts, symbols, &mut self.texts) {
                         counts.overflow += 1;
                     }
                 }
@@ -376,7 +426,7 @@ impl WindowState {
 
     /// Chooses the windows to close (sorted by start, then key). Returns
     /// how many.
-    pub fn begin_close(&mut self, mode: CloseMode) -> usize {
+    pub fn begin_close(&mut self, mode: CloseMode, symbols: &Interner) -> usize {
         self.closing.clear();
         self.close_pos = 0;
         let all = match mode {
@@ -396,12 +446,12 @@ impl WindowState {
                 self.closing.push(i as u32);
             }
         }
-        let (entries, keys) = (&self.entries, &self.keys);
+        let (entries, keys, by) = (&self.entries, &self.keys, &self.spec.by);
         self.closing.sort_unstable_by(|&a, &b| {
             let (x, y) = (&entries[a as usize], &entries[b as usize]);
             x.start
                 .cmp(&y.start)
-                .then_with(|| keys.get(x.key).cmp(keys.get(y.key)))
+                .then_with(|| cmp_keys(keys.get(x.key), keys.get(y.key), by, symbols))
         });
         self.closing.len()
     }
@@ -807,4 +857,36 @@ pub enum StepState {
         interval: i64,
         kept: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_bytes_order_like_values() {
+        let enc_i = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes();
+        let mut xs = [-5i64, i64::MIN, 3, 0, -1, i64::MAX, 256, 2];
+        let mut by_bytes = xs;
+        by_bytes.sort_by_key(|&v| enc_i(v));
+        xs.sort();
+        assert_eq!(xs, by_bytes);
+        let mut fs = [
+            1.5,
+            -0.5,
+            f64::NEG_INFINITY,
+            0.0,
+            1e300,
+            -1e-300,
+            f64::INFINITY,
+        ];
+        let mut fb = fs;
+        fb.sort_by_key(|&v| f64_key(v));
+        fs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(fs, fb);
+        for v in fs {
+            assert_eq!(f64_unkey(f64_key(v)), v);
+        }
+        assert_eq!(f64_key(-0.0), f64_key(0.0));
+    }
 }
