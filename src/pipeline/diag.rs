@@ -80,7 +80,10 @@ pub struct Located<'a> {
 impl Located<'_> {
     /// 1-based line and column in the origin file.
     pub fn line_col(&self) -> (usize, usize) {
-        let start = self.diag.span.start.min(self.src.len());
+        let mut start = self.diag.span.start.min(self.src.len());
+        while !self.src.is_char_boundary(start) {
+            start -= 1;
+        }
         let before = &self.src[..start];
         let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
         let col = before
@@ -106,7 +109,10 @@ impl fmt::Display for Located<'_> {
     /// The headline, then the source line with the span underlined.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline())?;
-        let start = self.diag.span.start.min(self.src.len());
+        let mut start = self.diag.span.start.min(self.src.len());
+        while !self.src.is_char_boundary(start) {
+            start -= 1;
+        }
         let line_start = self.src[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = self.src[start..]
             .find('\n')
@@ -114,7 +120,11 @@ impl fmt::Display for Located<'_> {
         let line = &self.src[line_start..line_end];
         let (l, c) = self.line_col();
         let gutter = l.to_string().len();
-        let end = self.diag.span.end.clamp(start, line_end);
+                // Spans are byte ranges; never cut a character in two.
+        let mut end = self.diag.span.end.clamp(start, line_end);
+        while !self.src.is_char_boundary(end) {
+            end += 1;
+        }
         let width = self.src[start..end].chars().count().max(1);
         writeln!(f, "{:gutter$} |", "")?;
         writeln!(f, "{l} | {line}")?;

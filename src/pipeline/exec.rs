@@ -1109,20 +1109,32 @@ fn exec_instr(
     temps[dst].arena = arena;
 }
 
-/// Validity of an i64 operand, for telling division by zero from overflow.
-fn x_valid<'a>(batch: &'a Batch, temps: &'a [Temp], n: usize, a: &'a Opnd) -> Option<&'a Bitmap> {
+/// Which rows of an operand are valid, for telling division by zero from
+/// overflow.
+enum Valid<'a> {
+    All,
+    None,
+    Rows(&'a Bitmap),
+}
+
+fn x_valid<'a>(batch: &'a Batch, temps: &'a [Temp], n: usize, a: &'a Opnd) -> Valid<'a> {
     match a {
-        Opnd::Reg(r) => Some(&reg_col(batch, temps, n, *r).0.valid),
-        Opnd::Const(Const::Null) => None,
-        Opnd::Const(_) => None,
+        Opnd::Reg(r) => Valid::Rows(&reg_col(batch, temps, n, *r).0.valid),
+        Opnd::Const(Const::Null) => Valid::None,
+        Opnd::Const(_) => Valid::All,
     }
 }
 
 /// Rows where the divisor is a valid zero and the dividend valid.
-fn count_zero(sel: Sel<'_>, y: &impl kernels::Src<i64>, zero: i64, xm: &Option<&Bitmap>) -> u64 {
+fn count_zero(sel: Sel<'_>, y: &impl kernels::Src<i64>, zero: i64, xm: &Valid<'_>) -> u64 {
     let mut c = 0;
     each!(sel, i, {
-        if y.valid(i) && y.get(i) == zero && xm.is_none_or(|m| m.get(i)) {
+        let x_ok = match xm {
+            Valid::All => true,
+            Valid::None => false,
+            Valid::Rows(m) => m.get(i),
+        };
+        if x_ok && y.valid(i) && y.get(i) == zero {
             c += 1;
         }
     });

@@ -159,7 +159,30 @@ pub fn fuzz_one(data: &[u8]) {
         ("n".to_string(), ParamValue::I64(3)),
         ("s".to_string(), ParamValue::Str("x".into())),
     ];
-    let sinks = vec!["out".to_string(), "alerts".to_string()];
+        let sinks = vec!["out".to_string(), "alerts".to_string()];
+    let def = |name: &str, key: crate::codec::FieldType, columns: Vec<(String, crate::codec::FieldType)>| crate::config::TableDef {
+        name: name.into(),
+        key_field: "k".into(),
+        key_type: key,
+        columns,
+        keys: Vec::new(),
+        rows: Vec::new(),
+        file: None,
+        max_rows: 100,
+        line: 1,
+    };
+    use crate::codec::FieldType as T;
+    let mut set = def("watch", T::U64, Vec::new());
+    set.keys = (1..5).map(toml::Value::Integer).collect();
+    let mut map = def("names", T::Symbol, vec![("owner".into(), T::Symbol), ("floor".into(), T::I64)]);
+    let mut row = toml::Table::new();
+    row.insert("k".into(), toml::Value::String("a".into()));
+    row.insert("owner".into(), toml::Value::String("o".into()));
+    map.rows = vec![row];
+    let tables = vec![
+        Arc::new(table::Table::load(&set).expect("valid fuzz table")),
+        Arc::new(table::Table::load(&map).expect("valid fuzz table")),
+    ];
     match parser::parse(text) {
         Err(d) => {
             let _ = d.locate("fuzz.mts", text, 0).to_string();
@@ -168,7 +191,7 @@ pub fn fuzz_one(data: &[u8]) {
             let input = compile::CompileInput {
                 schema: &schema,
                 params: &params,
-                tables: &[],
+                                tables: &tables,
                 sinks: &sinks,
             };
             match compile::compile(&ast, &input) {
@@ -185,12 +208,19 @@ pub fn fuzz_one(data: &[u8]) {
                         impl exec::Emit for Nop {
                             fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
                         }
+                                                exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
+                        for k in 0..3 {
+                            let id = syms.intern(if k == 0 { b"a" } else { b"zz" }).expect("room");
+                            let mut r = b.row();
+                            r.set_i64(0, k * 1_000_000_000 - 1);
+                            r.set_f64(1, if k == 1 { f64::NAN } else { k as f64 });
+                            r.set_i64(2, if k == 2 { i64::MIN } else { k });
+                            r.set_u64(3, k as u64);
+                            r.set_sym(4, id);
+                            r.commit(&schema, 0).expect("no required fields");
+                        }
                         exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
-                        let mut r = b.row();
-                        r.set_f64(1, f64::NAN);
-                        r.set_i64(2, i64::MIN);
-                        r.commit(&schema, 0).expect("no required fields");
-                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
+                        exec.flush_windows(&c.chain, &mut syms, 0, None, &mut Nop);
                     }
                 }
             }
