@@ -22,12 +22,10 @@
 //! Where the documentation leaves a choice, the reference takes the one the
 //! documentation implies and says so in a comment (look for "Reading:").
 //!
-//! Found so far, each kept as an `#[ignore]`d `regression_*` test at the end
-//! of this file and excluded from the generator (look for "Excluded:") so
-//! the random test stays green while the compiler is wrong: integer
-//! `null / 0` panics the chain; a u64 constant folded to null in an `i64`
-//! context is not counted as overflow; `round`/`floor`/`ceil` of an integer
-//! constant is typed like a literal.
+//! Found and fixed, each kept as a `regression_*` test at the end of this
+//! file: integer `null / 0` panicked the chain; a u64 constant folded to
+//! null in an `i64` context was not counted as overflow; `round`/`floor`/
+//! `ceil` of an integer constant was typed like a literal.
 //!
 //! `PROPTEST_CASES` overrides the default of 10 000 cases (about 10 s).
 
@@ -700,7 +698,10 @@ impl Reference<'_> {
                         Val::Null => return (Some(FT::U64), Val::Null),
                         Val::I64(x) | Val::Ts(x) => bytes.extend_from_slice(&x.to_le_bytes()),
                         Val::U64(x) => bytes.extend_from_slice(&x.to_le_bytes()),
-                        Val::F64(x) => bytes.extend_from_slice(&x.to_bits().to_le_bytes()),
+                        Val::F64(x) => {
+                            let x = if x.is_nan() { f64::NAN } else { *x };
+                            bytes.extend_from_slice(&x.to_bits().to_le_bytes())
+                        }
                         Val::Bool(x) => bytes.push(u8::from(*x)),
                         Val::Str(s) => bytes.extend_from_slice(s.as_bytes()),
                     }
@@ -1404,7 +1405,7 @@ impl Gen<'_> {
                 // counts_overflow`). `+ 0` keeps the value but computes it.
                 // Bare u64 literals still appear in comparisons, `hash` and
                 // lists, where nothing converts them.
-                2 => G::new(format!("({} + 0)", self.pool(U64S)), FT::U64),
+                2 => G::new(self.pool(U64S), FT::U64),
                 3 => G::int(self.pool(DURATIONS)),
                 4 => G::int(self.pool(INT_PARAMS)),
                 _ => G::int(self.pool(NEG_INTS)),
@@ -1559,7 +1560,7 @@ impl Gen<'_> {
                     let n = G::new("null".into(), a.ty);
                     // Excluded: `null / x` and `null % x` in integers panic
                     // when x is 0 (`regression_null_dividend_by_zero`).
-                    let null_left_ok = !matches!(op, "/" | "%");
+                    let null_left_ok = true;
                     if null_left_ok && self.t.chance(50) {
                         self.arith(n, op, a)
                     } else {
@@ -1581,14 +1582,12 @@ impl Gen<'_> {
                 }
                 4 => {
                     let a = self.ex(C::Int, d);
-                    let mut f = ["abs", "round", "floor", "ceil"][self.t.pick(4)];
+                    let f = ["abs", "round", "floor", "ceil"][self.t.pick(4)];
                     // Excluded: `round`, `floor` and `ceil` of an integer
                     // constant stay a constant, typed as a literal beside a
                     // u64 once non-negative, negated or not
                     // (`regression_rounded_constant_is_not_a_literal`).
-                    if a.int_const.is_some() {
-                        f = "abs";
-                    }
+
                     G::new(self.call(f, &[a.s]), a.ty)
                 }
                 5 => {
@@ -2169,7 +2168,6 @@ fn check_all(texts: &[&str], rows: &[Vec<Val>]) {
 /// generator: `null` on the left of integer `/` and `%` (and bare u64
 /// literals, see below).
 #[test]
-#[ignore = "compiler bug: integer `null / 0` underflows the overflow counter (exec.rs)"]
 fn regression_null_dividend_by_zero() {
     let rows = [row(&[("i1", Val::I64(0))]), row(&[("i1", Val::I64(2))])];
     check_all(
@@ -2192,7 +2190,6 @@ fn regression_null_dividend_by_zero() {
 /// from the generator: u64 literals are written `(L + 0)` wherever they may
 /// be converted (they stay bare in comparisons, `hash` and lists).
 #[test]
-#[ignore = "compiler bug: folded u64 -> i64 constant conversions are not counted as overflow"]
 fn regression_folded_u64_conversion_counts_overflow() {
     let rows = [row(&[
         ("i1", Val::I64(1)),
@@ -2222,7 +2219,6 @@ fn regression_folded_u64_conversion_counts_overflow() {
 /// literals or parameters.) Excluded from the generator: `abs` is used
 /// instead around an integer constant.
 #[test]
-#[ignore = "compiler deviation: round/floor/ceil of an integer constant counts as a literal"]
 fn regression_rounded_constant_is_not_a_literal() {
     let rows = [row(&[("u1", Val::U64(u64::MAX))])];
     check_all(

@@ -1044,12 +1044,12 @@ impl Compiler<'_> {
             let folded = match (c, to) {
                 (Const::I64(v), FieldType::F64) => Some(Const::F64(*v as f64)),
                 (Const::U64(v), FieldType::F64) => Some(Const::F64(*v as f64)),
+                // A constant that does not fit is converted at run time, so
+                // each record's overflow is counted like any other.
                 (Const::U64(v), FieldType::I64 | FieldType::Timestamp) => {
-                    Some(i64::try_from(*v).map_or(Const::Null, Const::I64))
+                    i64::try_from(*v).ok().map(Const::I64)
                 }
-                (Const::I64(v), FieldType::U64) => {
-                    Some(u64::try_from(*v).map_or(Const::Null, Const::U64))
-                }
+                (Const::I64(v), FieldType::U64) => u64::try_from(*v).ok().map(Const::U64),
                 _ => None,
             };
             if let Some(c) = folded {
@@ -1383,7 +1383,15 @@ impl Compiler<'_> {
                 let t = need(&tes[0], 0, FieldType::is_numeric, "a number")?;
                 let te = tes.pop().expect("arity 1");
                 if t != FieldType::F64 {
-                    return Ok(te);
+                    // The value is the integer, but no longer a literal: it
+                    // does not take a u64 operand's type.
+                    return Ok(match te {
+                        Te::Const(..) => {
+                            let (r, t) = self.in_reg(te, args[0].span)?;
+                            Te::Reg(r, t)
+                        }
+                        te => te,
+                    });
                 }
                 let op = match name {
                     "round" => RoundOp::Round,

@@ -120,7 +120,7 @@ impl fmt::Display for Located<'_> {
         let line = &self.src[line_start..line_end];
         let (l, c) = self.line_col();
         let gutter = l.to_string().len();
-                // Spans are byte ranges; never cut a character in two.
+        // Spans are byte ranges; never cut a character in two.
         let mut end = self.diag.span.end.clamp(start, line_end);
         while !self.src.is_char_boundary(end) {
             end += 1;

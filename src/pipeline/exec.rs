@@ -1712,6 +1712,13 @@ fn copy(
     }
 }
 
+/// An f64's bits for hashing: every NaN hashes as the one quiet NaN, so
+/// `hash()` does not depend on how a machine produced its NaN.
+#[inline]
+fn canonical_f64(v: f64) -> f64 {
+    if v.is_nan() { f64::NAN } else { v }
+}
+
 /// Appends the canonical bytes of operand `a` at row `i` (little-endian
 /// numbers, UTF-8 text, one byte for bools); false if it is null.
 #[allow(clippy::too_many_arguments)]
@@ -1737,7 +1744,7 @@ fn canonical_bytes(
                 true
             }
             Const::F64(v) => {
-                buf.extend_from_slice(&v.to_le_bytes());
+                buf.extend_from_slice(&canonical_f64(*v).to_le_bytes());
                 true
             }
             Const::Bool(v) => {
@@ -1758,7 +1765,7 @@ fn canonical_bytes(
             match &c.data {
                 ColumnData::I64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
                 ColumnData::U64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
-                ColumnData::F64(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
+                ColumnData::F64(v) => buf.extend_from_slice(&canonical_f64(v[i]).to_le_bytes()),
                 ColumnData::Bool(v) => buf.push(v[i] as u8),
                 ColumnData::Sym(v) => buf.extend_from_slice(syms.resolve(v[i])),
                 ColumnData::Str(v) => buf.extend_from_slice(v[i].get(arena)),

@@ -298,7 +298,14 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
                                 Some(b'r') => '\r',
                                 _ => {
                                     return Err(Diagnostic::new(
-                                        Span::new(i, i + 1 + src[i + 1..].chars().next().map_or(0, char::len_utf8)),
+                                        Span::new(
+                                            i,
+                                            i + 1
+                                                + src[i + 1..]
+                                                    .chars()
+                                                    .next()
+                                                    .map_or(0, char::len_utf8),
+                                        ),
                                         "unknown escape; use \\\" \\\\ \\n \\t or \\r",
                                     ));
                                 }

@@ -159,22 +159,29 @@ pub fn fuzz_one(data: &[u8]) {
         ("n".to_string(), ParamValue::I64(3)),
         ("s".to_string(), ParamValue::Str("x".into())),
     ];
-        let sinks = vec!["out".to_string(), "alerts".to_string()];
-    let def = |name: &str, key: crate::codec::FieldType, columns: Vec<(String, crate::codec::FieldType)>| crate::config::TableDef {
-        name: name.into(),
-        key_field: "k".into(),
-        key_type: key,
-        columns,
-        keys: Vec::new(),
-        rows: Vec::new(),
-        file: None,
-        max_rows: 100,
-        line: 1,
-    };
+    let sinks = vec!["out".to_string(), "alerts".to_string()];
+    let def =
+        |name: &str,
+         key: crate::codec::FieldType,
+         columns: Vec<(String, crate::codec::FieldType)>| crate::config::TableDef {
+            name: name.into(),
+            key_field: "k".into(),
+            key_type: key,
+            columns,
+            keys: Vec::new(),
+            rows: Vec::new(),
+            file: None,
+            max_rows: 100,
+            line: 1,
+        };
     use crate::codec::FieldType as T;
     let mut set = def("watch", T::U64, Vec::new());
     set.keys = (1..5).map(toml::Value::Integer).collect();
-    let mut map = def("names", T::Symbol, vec![("owner".into(), T::Symbol), ("floor".into(), T::I64)]);
+    let mut map = def(
+        "names",
+        T::Symbol,
+        vec![("owner".into(), T::Symbol), ("floor".into(), T::I64)],
+    );
     let mut row = toml::Table::new();
     row.insert("k".into(), toml::Value::String("a".into()));
     row.insert("owner".into(), toml::Value::String("o".into()));
@@ -191,7 +198,7 @@ pub fn fuzz_one(data: &[u8]) {
             let input = compile::CompileInput {
                 schema: &schema,
                 params: &params,
-                                tables: &tables,
+                tables: &tables,
                 sinks: &sinks,
             };
             match compile::compile(&ast, &input) {
@@ -208,9 +215,11 @@ pub fn fuzz_one(data: &[u8]) {
                         impl exec::Emit for Nop {
                             fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
                         }
-                                                exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
+                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
                         for k in 0..3 {
-                            let id = syms.intern(if k == 0 { b"a" } else { b"zz" }).expect("room");
+                            let id = syms
+                                .intern(if k == 0 { b"a" } else { b"zz" })
+                                .expect("room");
                             let mut r = b.row();
                             r.set_i64(0, k * 1_000_000_000 - 1);
                             r.set_f64(1, if k == 1 { f64::NAN } else { k as f64 });
