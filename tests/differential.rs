@@ -1399,12 +1399,9 @@ impl Gen<'_> {
                     G::new(self.name(&n), t)
                 }
                 1 => G::int(self.pool(INTS)),
-                // Excluded: a bare u64 literal above i64::MAX where it is
-                // converted to i64 is folded to null at compile time and not
-                // counted as overflow (`regression_folded_u64_conversion_
-                // counts_overflow`). `+ 0` keeps the value but computes it.
-                // Bare u64 literals still appear in comparisons, `hash` and
-                // lists, where nothing converts them.
+                // A bare u64 literal; above i64::MAX, converting it to i64
+                // is an overflow per record (`regression_folded_u64_
+                // conversion_counts_overflow`).
                 2 => G::new(self.pool(U64S), FT::U64),
                 3 => G::int(self.pool(DURATIONS)),
                 4 => G::int(self.pool(INT_PARAMS)),
@@ -1558,10 +1555,9 @@ impl Gen<'_> {
                     let a = self.ex(C::Int, d);
                     let op = self.arith_op();
                     let n = G::new("null".into(), a.ty);
-                    // Excluded: `null / x` and `null % x` in integers panic
-                    // when x is 0 (`regression_null_dividend_by_zero`).
-                    let null_left_ok = true;
-                    if null_left_ok && self.t.chance(50) {
+                    // `null / 0` is null, not a division by zero
+                    // (`regression_null_dividend_by_zero`).
+                    if self.t.chance(50) {
                         self.arith(n, op, a)
                     } else {
                         self.arith(a, op, n)
@@ -1583,11 +1579,8 @@ impl Gen<'_> {
                 4 => {
                     let a = self.ex(C::Int, d);
                     let f = ["abs", "round", "floor", "ceil"][self.t.pick(4)];
-                    // Excluded: `round`, `floor` and `ceil` of an integer
-                    // constant stay a constant, typed as a literal beside a
-                    // u64 once non-negative, negated or not
+                    // Of an integer constant, these are no longer a literal
                     // (`regression_rounded_constant_is_not_a_literal`).
-
                     G::new(self.call(f, &[a.s]), a.ty)
                 }
                 5 => {
