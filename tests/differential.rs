@@ -2224,3 +2224,20 @@ fn regression_rounded_constant_is_not_a_literal() {
         &rows,
     );
 }
+
+/// `abs` of a `u64` literal is the same number but no longer a literal:
+/// negating it converts to `i64` first, so `2^63` overflows (counted, null)
+/// where the literal `-9223372036854775808` folds to `i64::MIN`.
+#[test]
+fn regression_abs_of_constant_is_not_a_literal() {
+    let rows = [row(&[("i1", Val::Null)]), row(&[("i1", Val::I64(3))])];
+    check_all(
+        &[
+            "eval n = (-abs(9223372036854775808)) / i1 | to out",
+            "eval n = -abs(9223372036854775807) | to out",
+            "eval n = -9223372036854775808 | to out",
+            "eval n = u1 + abs(1) | to out",
+        ],
+        &rows,
+    );
+}

@@ -254,6 +254,19 @@ impl Compiler<'_> {
         (self.cur.n_states - 1) as u16
     }
 
+    /// A call's result is a value, never a literal: a constant operand is
+    /// loaded into a register so it neither folds under `-` nor takes a
+    /// `u64` operand's type (PIPELINE.md §5.2, §5.3).
+    fn not_literal(&mut self, te: Te, span: Span) -> Result<Te, Diagnostic> {
+        Ok(match te {
+            Te::Const(..) => {
+                let (r, t) = self.in_reg(te, span)?;
+                Te::Reg(r, t)
+            }
+            te => te,
+        })
+    }
+
     /// `te` in a register (constants are materialised).
     fn in_reg(&mut self, te: Te, span: Span) -> Result<(Reg, FieldType), Diagnostic> {
         match te {
@@ -1357,7 +1370,8 @@ impl Compiler<'_> {
                 let t = need(&tes[0], 0, FieldType::is_numeric, "a number")?;
                 let te = tes.pop().expect("arity 1");
                 Ok(match t {
-                    FieldType::U64 => te,
+                    // The value is the operand, but no longer a literal.
+                    FieldType::U64 => self.not_literal(te, args[0].span)?,
                     FieldType::I64 => self.un(
                         |a, dst| Instr::Abs {
                             ty: NumTy::I64,
@@ -1385,13 +1399,7 @@ impl Compiler<'_> {
                 if t != FieldType::F64 {
                     // The value is the integer, but no longer a literal: it
                     // does not take a u64 operand's type.
-                    return Ok(match te {
-                        Te::Const(..) => {
-                            let (r, t) = self.in_reg(te, args[0].span)?;
-                            Te::Reg(r, t)
-                        }
-                        te => te,
-                    });
+                    return self.not_literal(te, args[0].span);
                 }
                 let op = match name {
                     "round" => RoundOp::Round,
