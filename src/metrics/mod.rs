@@ -111,6 +111,8 @@ pub struct ShardMetrics {
     /// The generation the shard runs.
     pub generation: Counter,
     pub generation_switches: Counter,
+    /// Window, dedup and sample states handed to a new generation.
+    pub states_carried: Counter,
     /// Kernel thread id of the worker (0 before it starts).
     pub tid: AtomicI32,
     pub samples: Samples,
@@ -131,6 +133,7 @@ impl ShardMetrics {
             div_zero: Counter::new(),
             generation: Counter::new(),
             generation_switches: Counter::new(),
+            states_carried: Counter::new(),
             tid: AtomicI32::new(0),
             samples: Samples::default(),
         }

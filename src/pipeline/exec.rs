@@ -183,6 +183,63 @@ impl Exec {
         }
     }
 
+    /// Takes over from `old`, the working memory of the previous
+    /// generation's `old_chain`, the state of every stage that `chain` keeps
+    /// unchanged (SPEC §5: the same name, definition text and input schema;
+    /// for a window also the same size, lateness, key types and aggregates,
+    /// which a `$param` could change): open windows, dedup keys, sample
+    /// counters. A changed or new stage starts empty; what stays in `old`
+    /// (changed and removed stages) is for the caller to close under the
+    /// old generation with [`Exec::flush_windows`]. Returns how many states
+    /// moved. Allocates nothing: a window's state is exchanged for the
+    /// empty one `self` was built with.
+    pub fn adopt(&mut self, chain: &Chain, old: &mut Exec, old_chain: &Chain) -> usize {
+        let mut moved = 0;
+        for (k, seg) in chain.segments.iter().enumerate() {
+            for step in &seg.steps {
+                let Some(os) = chain.same_stage_in(step.stage, old_chain) else {
+                    continue;
+                };
+                let Some((ok, ostep)) = old_chain
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .find_map(|(ok, s)| Some((ok, s.steps.iter().find(|t| t.stage == os)?)))
+                else {
+                    continue;
+                };
+                let (new_slot, old_slot) = match (&step.action, &ostep.action) {
+                    (Action::Window { spec, .. }, Action::Window { spec: ospec, .. }) => {
+                        if !spec.holds_same_state(ospec) {
+                            continue;
+                        }
+                        let (Some((nw, _)), Some((ow, _))) =
+                            (self.segs[k].window.as_mut(), old.segs[ok].window.as_mut())
+                        else {
+                            continue;
+                        };
+                        // Open windows and the watermark both carry over.
+                        std::mem::swap(nw, ow);
+                        nw.swap_spec(ow);
+                        moved += 1;
+                        continue;
+                    }
+                    (Action::Dedup { state, .. }, Action::Dedup { state: o, .. })
+                    | (Action::SampleEvery { state, .. }, Action::SampleEvery { state: o, .. })
+                    | (Action::SampleRate { state, .. }, Action::SampleRate { state: o, .. }) => {
+                        (*state as usize, *o as usize)
+                    }
+                    _ => continue,
+                };
+                if let Some(st) = old.segs[ok].states[old_slot].take() {
+                    self.segs[k].states[new_slot] = Some(st);
+                    moved += 1;
+                }
+            }
+        }
+        moved
+    }
+
     fn stats_since(&self, c0: &ExecCounters) -> RunStats {
         let c = &self.counters;
         RunStats {

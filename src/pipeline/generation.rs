@@ -296,6 +296,20 @@ impl<T, S> Reader<T, S> {
     #[cold]
     #[inline(never)]
     pub fn switch(&mut self) {
+        self.switch_with(|_, _, _, _| {});
+    }
+
+    /// As [`Reader::switch`], first calling `hand_over(old, old_state, new,
+    /// new_state)` while both generations and both working memories are
+    /// this worker's: state that outlives a generation moves across, and
+    /// what the old one must finish (windows of removed stages) is done
+    /// under its id. Not called on the first switch (there is no old one).
+    #[cold]
+    #[inline(never)]
+    pub fn switch_with(
+        &mut self,
+        hand_over: impl FnOnce(&Node<T, S>, &mut Option<S>, &Node<T, S>, &mut Option<S>),
+    ) {
         let new = self.cell.latest.load(Ordering::Acquire); // pairs with publish
         if new == self.cur {
             return;
@@ -306,7 +320,13 @@ impl<T, S> Reader<T, S> {
         let slot = &node.slots[self.shard];
         // SAFETY: slot `shard` of a published node is touched only by this
         // worker until it acknowledges a later node (module invariants).
-        let incoming = slot.incoming.with_mut(|p| unsafe { (*p).take() });
+        let mut incoming = slot.incoming.with_mut(|p| unsafe { (*p).take() });
+        if !self.cur.is_null() {
+            // SAFETY: our current node is alive: our ack still equals its
+            // id, and only nodes below every ack are freed.
+            let old = unsafe { &*self.cur };
+            hand_over(old, &mut self.state, node, &mut incoming);
+        }
         let old_state = std::mem::replace(&mut self.state, incoming);
         if !self.cur.is_null() {
             // SAFETY: our current node is alive (our ack equals its id) and

@@ -350,6 +350,27 @@ pub struct WindowSpec {
     pub output: Arc<Schema>,
 }
 
+impl WindowSpec {
+    /// Whether a state built under `other` means the same under `self`:
+    /// the same windows (shape, size, lateness), the same key types and the
+    /// same accumulators. Registers may differ: they are read afresh from
+    /// `self` for every later record.
+    pub fn holds_same_state(&self, other: &WindowSpec) -> bool {
+        self.shape == other.shape
+            && self.size_ns == other.size_ns
+            && self.lateness_ns == other.lateness_ns
+            && self.by.len() == other.by.len()
+            && self.by.iter().zip(&other.by).all(|(a, b)| a.1 == b.1)
+            && self.aggs.len() == other.aggs.len()
+            && self
+                .aggs
+                .iter()
+                .zip(&other.aggs)
+                .all(|(a, b)| a.kind == b.kind && a.arg_ty == b.arg_ty && a.out_ty == b.out_ty)
+            && self.output == other.output
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Compute registers only (`eval`, and shape-only stages which need no
@@ -445,6 +466,16 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// The stage of `other` that is `stage` of `self` unchanged, by the
+    /// rule of SPEC §5: the same name, definition text and input schema.
+    pub fn same_stage_in(&self, stage: usize, other: &Chain) -> Option<usize> {
+        let s = &self.stages[stage];
+        other
+            .stages
+            .iter()
+            .position(|o| o.name == s.name && o.text == s.text && o.input == s.input)
+    }
+
     /// The source schema.
     pub fn input(&self) -> &Arc<Schema> {
         &self.segments[0].input

@@ -283,6 +283,12 @@ impl WindowState {
         &self.spec
     }
 
+    /// Exchanges the specs of two states (a state handed to the next
+    /// generation reads that generation's registers from then on).
+    pub fn swap_spec(&mut self, other: &mut WindowState) {
+        std::mem::swap(&mut self.spec, &mut other.spec);
+    }
+
     /// Open (window, key) groups.
     pub fn live(&self) -> usize {
         self.live

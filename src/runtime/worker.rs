@@ -181,11 +181,42 @@ impl Engine {
     #[cold]
     #[inline(never)]
     fn switch_generation(&mut self) {
-        // Windows of the outgoing generation close now, tagged with it.
-        self.flush_windows(crate::sys::now_ns(), None);
-        self.reader.switch();
-        let id = self.reader.current().id;
-        let m = &self.metrics.shards[self.shard];
+        let now_ns = crate::sys::now_ns();
+        let Engine {
+            shard,
+            symbols,
+            reader,
+            ports,
+            metrics,
+            life,
+            ..
+        } = self;
+        let m = &metrics.shards[*shard];
+        reader.switch_with(|old, old_state, new, new_state| {
+            let Some(os) = old_state.as_mut() else {
+                return;
+            };
+            // State of unchanged stages moves to the new generation (SPEC
+            // §5); windows of changed and removed stages close now, tagged
+            // with the old one.
+            if let Some(ns) = new_state.as_mut() {
+                for (s, (oe, ne)) in os.execs.iter_mut().zip(ns.execs.iter_mut()).enumerate() {
+                    let (Some(oe), Some(ne)) = (oe.as_mut(), ne.as_mut()) else {
+                        continue;
+                    };
+                    let (Some(oc), Some(nc)) = (
+                        old.value.chains[s].as_deref(),
+                        new.value.chains.get(s).and_then(|c| c.as_deref()),
+                    ) else {
+                        continue;
+                    };
+                    let moved = ne.adopt(nc, oe, oc);
+                    m.states_carried.add(moved as u64);
+                }
+            }
+            flush_execs(old, os, *shard, ports, symbols, m, life, now_ns, None);
+        });
+        let id = reader.current().id;
         m.generation.set(id);
         m.generation_switches.add(1);
     }
@@ -237,24 +268,52 @@ impl Engine {
             return;
         };
         let m = &self.metrics.shards[self.shard];
-        for (s, exec) in state.execs.iter_mut().enumerate() {
-            let (Some(exec), Some(chain)) = (exec.as_mut(), node.value.chains[s].as_deref()) else {
-                continue;
-            };
-            if !chain.has_windows() || exec.window_groups() == 0 {
-                continue;
-            }
-            let mut em = Emitter {
-                ports: &mut self.ports,
-                generation: node.id,
-                shard: self.shard as u16,
-                ingest_ns: now_ns,
-                counters: &m.sinks,
-                life: &self.life,
-            };
-            let st = exec.flush_windows(chain, &mut self.symbols, now_ns as i64, idle, &mut em);
-            add_stats(m, &st);
+        flush_execs(
+            node,
+            state,
+            self.shard,
+            &mut self.ports,
+            &mut self.symbols,
+            m,
+            &self.life,
+            now_ns,
+            idle,
+        );
+    }
+}
+
+/// Closes windows of every chain of generation `node` run with working
+/// memory `state`: those idle past `size + lateness` (`Some(now)`), or all
+/// (`None`). Their records carry `node`'s id.
+#[allow(clippy::too_many_arguments)]
+fn flush_execs(
+    node: &crate::pipeline::generation::Node<GenValue, ShardExec>,
+    state: &mut ShardExec,
+    shard: usize,
+    ports: &mut [SinkPort],
+    symbols: &mut Interner,
+    m: &ShardMetrics,
+    life: &Lifecycle,
+    now_ns: u64,
+    idle: Option<u64>,
+) {
+    for (s, exec) in state.execs.iter_mut().enumerate() {
+        let (Some(exec), Some(chain)) = (exec.as_mut(), node.value.chains[s].as_deref()) else {
+            continue;
+        };
+        if !chain.has_windows() || exec.window_groups() == 0 {
+            continue;
         }
+        let mut em = Emitter {
+            ports: &mut *ports,
+            generation: node.id,
+            shard: shard as u16,
+            ingest_ns: now_ns,
+            counters: &m.sinks,
+            life,
+        };
+        let st = exec.flush_windows(chain, symbols, now_ns as i64, idle, &mut em);
+        add_stats(m, &st);
     }
 }
 
