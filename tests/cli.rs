@@ -186,7 +186,18 @@ impl Running {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
             self.log.push(l);
         }
-        (st, self.log)
+        (st, std::mem::take(&mut self.log))
+    }
+}
+
+/// A failed test does not leave its appliance running (holding its ports
+/// and the test runner's output pipe).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -262,6 +273,78 @@ fn second_appliance_on_the_same_address_fails() {
     assert_eq!(e.lines().count(), 1, "{e}");
     let (st, _) = first.stop();
     assert!(st.success());
+}
+
+/// SIGHUP re-reads `[tables.*]` from the config file: a changed inline set
+/// and a new table take effect in the new generation.
+#[test]
+fn sighup_applies_changed_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = |keys: &str, extra: &str| {
+        SMALL.replace("PORT", &port.to_string())
+            + &format!("[tables.watch]\nkey = {{ symbol = \"u64\" }}\nkeys = [{keys}]\n{extra}")
+    };
+    std::fs::write(dir.path().join("m.toml"), cfg("1", "")).unwrap();
+    std::fs::write(
+        dir.path().join("p.mts"),
+        "filter symbol in @watch | to out\n",
+    )
+    .unwrap();
+    let mut r = Running::start(&["run", "--config", "m.toml"], dir.path());
+    r.wait_for("running generation 1");
+    let send = |seq: u64, symbol: u32| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut b = Vec::new();
+        mutstream::loadgen::Tick {
+            ts: 1,
+            seq,
+            symbol,
+            qty: 2,
+            price: 20.0,
+        }
+        .encode(&mut b);
+        s.write_all(&b).unwrap();
+    };
+    send(0, 1);
+    send(1, 2);
+    std::fs::write(
+        dir.path().join("m.toml"),
+        cfg(
+            "2",
+            "[tables.names]\nkey = { symbol = \"u64\" }\ncolumns = { name = \"string\" }\nrows = [{ symbol = 2, name = \"two\" }]\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.mts"),
+        "filter symbol in @watch | enrich @names on symbol | to out\n",
+    )
+    .unwrap();
+    r.signal(libc::SIGHUP);
+    let l = r.wait_for("SIGHUP:");
+    assert!(
+        l.contains("generation 2 (author sighup) runs on every shard"),
+        "{l}"
+    );
+    send(2, 1);
+    send(3, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, log) = r.stop();
+    assert!(st.success(), "{}", log.join("\n"));
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("\"seq\":0") && lines[0].ends_with("\"_gen\":1}"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("\"seq\":3")
+            && lines[1].contains("\"name\":\"two\"")
+            && lines[1].ends_with("\"_gen\":2}"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -462,6 +545,37 @@ fn test_command_runs_the_example_cases() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", stderr(&o));
     assert!(out.contains("4 tests, 4 passed, 0 failed"), "{out}");
+}
+
+/// The language reference's examples (docs/PIPELINE.md §4) are runnable
+/// and right: one hand-worked case per stage, and `check` accepts the config.
+#[test]
+fn reference_examples_pass() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let o = run(
+        &["test", docs.join("stages.cases.toml").to_str().unwrap()],
+        Path::new("."),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("15 tests, 15 passed, 0 failed"), "{out}");
+    for mts in std::fs::read_dir(&docs).unwrap() {
+        let p = mts.unwrap().path();
+        if p.extension().is_some_and(|e| e == "mts") {
+            let o = run(
+                &[
+                    "check",
+                    "--config",
+                    docs.join("stages.toml").to_str().unwrap(),
+                    p.to_str().unwrap(),
+                    "--schema",
+                    "trade",
+                ],
+                Path::new("."),
+            );
+            assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+        }
+    }
 }
 
 #[test]

@@ -619,17 +619,17 @@ impl Validator<'_> {
             ));
         }
         self.notices.push(format!(
-            "[admin] listen = {}: the control API is not yet supported in this version",
+            "[admin] listen = {}: the control API is not yet supported in this version; `run` starts without it",
             admin.listen
         ));
         for s in &sinks {
             match s.kind {
                 SinkKind::Journal => self.notices.push(format!(
-                    "sink {:?}: kind = \"journal\" is not yet supported in this version",
+                    "sink {:?}: kind = \"journal\" is not yet supported in this version; `run` refuses it",
                     s.name
                 )),
                 SinkKind::Tcp | SinkKind::Udp => self.notices.push(format!(
-                    "sink {:?}: kind = {:?} (forwarding) is not yet supported in this version",
+                    "sink {:?}: kind = {:?} (forwarding) is not yet supported in this version; `run` refuses it",
                     s.name,
                     s.kind.name()
                 )),
@@ -1040,7 +1040,7 @@ impl Validator<'_> {
         }
         if let Some(d) = &r.dead_letter {
             self.notices.push(format!(
-                "source {name:?}: dead_letter = {d:?} is not yet supported in this version"
+                "source {name:?}: dead_letter = {d:?} is not yet supported in this version; `run` counts and samples bad records without keeping them"
             ));
         }
         Ok(Source {

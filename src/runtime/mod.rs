@@ -173,10 +173,7 @@ pub struct Appliance {
     started: Instant,
 }
 
-fn unsupported(cfg: &Config, plan: &Plan) -> Option<String> {
-    if let Some(u) = plan.unsupported.first() {
-        return Some(u.clone());
-    }
+fn unsupported(cfg: &Config) -> Option<String> {
     for s in &cfg.sinks {
         if matches!(s.kind, SinkKind::Journal | SinkKind::Tcp | SinkKind::Udp) {
             return Some(format!(
@@ -200,7 +197,7 @@ impl Appliance {
     /// kernel without the io_uring features needed.
     pub fn start(config: Config) -> Result<Appliance, StartError> {
         let plan = crate::pipeline::compile_config(&config)?;
-        if let Some(u) = unsupported(&config, &plan) {
+        if let Some(u) = unsupported(&config) {
             return Err(StartError::Unsupported(u));
         }
         let rt = &config.runtime;
