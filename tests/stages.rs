@@ -440,3 +440,21 @@ fn sample_by_hash_is_the_documented_formula() {
     .unwrap();
     assert_eq!(out2.outputs.len(), want.len());
 }
+
+/// `null in @table` is refused like `null in [...]`: it could never match.
+#[test]
+fn null_in_a_table_is_an_error() {
+    let cfg = ticks_config();
+    let e = mutstream::pipeline::compile_for(
+        &cfg,
+        "filter null in @watchlist | to journal",
+        "n.mts",
+        0,
+        &cfg.params,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.headline,
+        "n.mts:1:8: `null in @watchlist` never matches; test `x == null`"
+    );
+}

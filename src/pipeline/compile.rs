@@ -33,12 +33,10 @@ pub struct CompileInput<'a> {
 /// The default window lateness (SPEC §4).
 pub const DEFAULT_LATENESS_NS: i64 = 1_000_000_000;
 
-/// A compiled chain and the constructs it holds that this version cannot
-/// run (the chain must not run while `unsupported` is non-empty).
+/// A compiled chain.
 #[derive(Debug)]
 pub struct Compiled {
     pub chain: Chain,
-    pub unsupported: Vec<Diagnostic>,
 }
 
 const SCALAR_FUNCS: &[&str] = &[
@@ -71,7 +69,6 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
         done: Vec::new(),
         cur: SegBuild::new(schema.clone()),
         instrs: Vec::new(),
-        unsupported: Vec::new(),
     };
     let mut stages = Vec::new();
     let last = p.stages.len() - 1;
@@ -112,7 +109,6 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
     segments.push(c.cur.finish());
     Ok(Compiled {
         chain: Chain { segments, stages },
-        unsupported: c.unsupported,
     })
 }
 
@@ -208,7 +204,6 @@ struct Compiler<'a> {
     done: Vec<SegBuild>,
     cur: SegBuild,
     instrs: Vec<Instr>,
-    unsupported: Vec<Diagnostic>,
 }
 
 fn tname(t: Option<FieldType>) -> &'static str {
@@ -996,10 +991,13 @@ impl Compiler<'_> {
                         ),
                     ));
                 }
-                let table = table.clone();
-                if te.is_null() {
-                    return Ok(Te::Const(Const::Bool(false), Some(FieldType::Bool)));
+                if te.ty().is_none() {
+                    return Err(Diagnostic::new(
+                        x.span,
+                        format!("`null in @{}` never matches; test `x == null`", table.name),
+                    ));
                 }
+                let table = table.clone();
                 let (a, a_ty) = self.in_reg(te, x.span)?;
                 let memo = self.memo();
                 let row = self.reg(FieldType::U64);
@@ -1409,6 +1407,14 @@ impl Compiler<'_> {
                 self.un(|a, dst| Instr::Round { op, a, dst }, te, FieldType::F64)
             }
             "min" | "max" => {
+                if args.is_empty() {
+                    return Err(Diagnostic::new(
+                        span,
+                        format!(
+                            "`{name}` needs arguments: one as a window's aggregate, two or more to compare values"
+                        ),
+                    ));
+                }
                 if args.len() < 2 {
                     return Err(Diagnostic::new(
                         span,

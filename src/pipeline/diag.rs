@@ -27,8 +27,6 @@ pub struct Diagnostic {
     pub message: String,
     /// A fix to suggest, e.g. "did you mean `price`?".
     pub help: Option<String>,
-    /// The construct is valid but this version cannot run it yet.
-    pub unsupported: bool,
 }
 
 impl Diagnostic {
@@ -37,24 +35,12 @@ impl Diagnostic {
             span,
             message: message.into(),
             help: None,
-            unsupported: false,
         }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
         self
-    }
-
-    /// A message for a construct this version parses and checks but cannot
-    /// run yet.
-    pub fn unsupported(span: Span, what: &str) -> Diagnostic {
-        Diagnostic {
-            span,
-            message: format!("{what} is not yet supported in this version"),
-            help: None,
-            unsupported: true,
-        }
     }
 
     /// Locates the diagnostic in `src` (which starts on line

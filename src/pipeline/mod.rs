@@ -29,8 +29,6 @@ use std::sync::Arc;
 pub struct Plan {
     /// By schema index; `None` for schemas no source reads.
     pub chains: Vec<Option<Arc<Chain>>>,
-    /// Constructs this version parses and checks but cannot run yet.
-    pub unsupported: Vec<String>,
 }
 
 /// A pipeline that does not compile, with its location rendered.
@@ -67,7 +65,6 @@ pub fn compile_for(
     let sinks: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
     let tables = load_tables(cfg)?;
     let mut chains = vec![None; cfg.schemas.len()];
-    let mut unsupported = Vec::new();
     for si in cfg.source_schemas() {
         let input = compile::CompileInput {
             schema: &cfg.schemas[si],
@@ -77,18 +74,9 @@ pub fn compile_for(
         };
         let c =
             compile::compile(&ast, &input).map_err(|d| located(&d, origin, text, first_line))?;
-        for d in &c.unsupported {
-            let h = located(d, origin, text, first_line).headline;
-            if !unsupported.contains(&h) {
-                unsupported.push(h);
-            }
-        }
         chains[si] = Some(Arc::new(c.chain));
     }
-    Ok(Plan {
-        chains,
-        unsupported,
-    })
+    Ok(Plan { chains })
 }
 
 /// Loads every table of `cfg` (inline rows and CSV files).
@@ -207,30 +195,28 @@ pub fn fuzz_one(data: &[u8]) {
                 }
                 Ok(c) => {
                     // Run what compiled over an empty and a one-row batch.
-                    if c.unsupported.is_empty() {
-                        let mut exec = exec::Exec::new(&c.chain, 4);
-                        let mut b = crate::codec::Batch::new(&schema, 4);
-                        let mut syms = crate::codec::Interner::new(16);
-                        struct Nop;
-                        impl exec::Emit for Nop {
-                            fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
-                        }
-                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
-                        for k in 0..3 {
-                            let id = syms
-                                .intern(if k == 0 { b"a" } else { b"zz" })
-                                .expect("room");
-                            let mut r = b.row();
-                            r.set_i64(0, k * 1_000_000_000 - 1);
-                            r.set_f64(1, if k == 1 { f64::NAN } else { k as f64 });
-                            r.set_i64(2, if k == 2 { i64::MIN } else { k });
-                            r.set_u64(3, k as u64);
-                            r.set_sym(4, id);
-                            r.commit(&schema, 0).expect("no required fields");
-                        }
-                        exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
-                        exec.flush_windows(&c.chain, &mut syms, 0, None, &mut Nop);
+                    let mut exec = exec::Exec::new(&c.chain, 4);
+                    let mut b = crate::codec::Batch::new(&schema, 4);
+                    let mut syms = crate::codec::Interner::new(16);
+                    struct Nop;
+                    impl exec::Emit for Nop {
+                        fn emit(&mut self, _: &program::EmitSpec, _: &exec::Rows<'_>) {}
                     }
+                    exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
+                    for k in 0..3 {
+                        let id = syms
+                            .intern(if k == 0 { b"a" } else { b"zz" })
+                            .expect("room");
+                        let mut r = b.row();
+                        r.set_i64(0, k * 1_000_000_000 - 1);
+                        r.set_f64(1, if k == 1 { f64::NAN } else { k as f64 });
+                        r.set_i64(2, if k == 2 { i64::MIN } else { k });
+                        r.set_u64(3, k as u64);
+                        r.set_sym(4, id);
+                        r.commit(&schema, 0).expect("no required fields");
+                    }
+                    exec.run(&c.chain, &b, &mut syms, 0, &mut Nop);
+                    exec.flush_windows(&c.chain, &mut syms, 0, None, &mut Nop);
                 }
             }
         }

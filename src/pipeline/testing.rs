@@ -83,9 +83,7 @@ pub fn run(
     }
     let plan =
         super::compile_for(&only, text, origin, first_line, &cfg.params).map_err(|e| e.rendered)?;
-    if let Some(u) = plan.unsupported.first() {
-        return Err(u.clone());
-    }
+
     let chain = plan.chains[si].clone().expect("compiled for the schema");
     let schema = &cfg.schemas[si];
     let batch_max = cfg.runtime.batch_max;
