@@ -1,0 +1,2 @@
+dedup sym, venue within 5s
+| to out

@@ -1,0 +1,2 @@
+drop venue, seq, ok
+| to out

@@ -1,0 +1,2 @@
+enrich @instruments on sym select sector, lot
+| to out

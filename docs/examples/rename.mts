@@ -1,0 +1,2 @@
+rename price as px, qty as size
+| to out

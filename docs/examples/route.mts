@@ -1,0 +1,2 @@
+big: route side when price * qty > $big
+   | to out

@@ -1,0 +1,2 @@
+sample 1 in 3 by sym
+| to out

@@ -1,0 +1,2 @@
+sample 1 in 3
+| to out

@@ -1,0 +1,2 @@
+sample 2 per 1s
+| to out

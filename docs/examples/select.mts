@@ -1,0 +1,2 @@
+select sym, price, ts
+| to out

@@ -1,0 +1,3 @@
+tee side
+| filter ok
+| to out
