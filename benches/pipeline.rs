@@ -1,6 +1,7 @@
-//! ns/record of compiled chains over a 1024-record batch: P1's filter +
-//! eval on sensors, the ticks filter + eval + route, and the row encoding
-//! every emitted record goes through on its way to a sink.
+//! ns/record of compiled chains over a 1024-record batch: a filter and an
+//! eval alone and as P1, the IoT example's enrich and window, the ticks
+//! example verbatim, and the row encoding every emitted record goes
+//! through on its way to a sink.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mutstream::codec::schema::{Field, Schema, parse_type};
@@ -138,6 +139,26 @@ fn chains(c: &mut Criterion) {
     }
     bench_chain(
         c,
+        "filter",
+        &s,
+        &batch,
+        &mut syms,
+        "filter temp > 25.0 | to journal",
+        &[],
+        &[],
+    );
+    bench_chain(
+        c,
+        "eval",
+        &s,
+        &batch,
+        &mut syms,
+        "eval temp_f = temp * 9.0 / 5.0 + 32.0 | to journal",
+        &[],
+        &[],
+    );
+    bench_chain(
+        c,
         "p1_filter_eval",
         &s,
         &batch,
@@ -171,7 +192,7 @@ fn chains(c: &mut Criterion) {
         &[],
     );
 
-    // The ticks filter with a list standing in for the watchlist.
+    // The ticks example, its tables included.
     let t = schema(
         &[
             ("ts", "timestamp", Some(0)),
@@ -188,19 +209,19 @@ fn chains(c: &mut Criterion) {
     }
     let mut tb = Batch::new(&t, N);
     mutstream::codec::binary::BinaryDecoder::new(&t).decode_run(&data, &mut tb);
-    let params = vec![
-        ("min_price".to_string(), ParamValue::F64(10.0)),
-        ("alert_notional".to_string(), ParamValue::F64(150000.0)),
-    ];
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples");
+    let cfg = mutstream::config::Config::load(&ex.join("ticks.toml")).unwrap();
+    let tables = mutstream::pipeline::load_tables(&cfg).unwrap();
+    let text = std::fs::read_to_string(ex.join("ticks.mts")).unwrap();
     bench_chain(
         c,
-        "ticks_filter_eval_route",
+        "ticks_example",
         &t,
         &tb,
-        &mut Interner::new(1),
-        "hot: filter price > $min_price and symbol in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89] | eval notional = price * qty\nbig: route alerts when notional > $alert_notional | to journal",
-        &params,
-        &[],
+        &mut Interner::new(1 << 10),
+        &text,
+        &cfg.params,
+        &tables,
     );
 }
 

@@ -3,11 +3,14 @@
 #   * loom with 3 preemptions (CI: 2);
 #   * cargo-fuzz on every target, FUZZ_SECONDS each (default 600; CI
 #     replays the committed corpus only);
+#   * the differential test of the compiled chain with DIFF_CASES random
+#     programs (default 200 000; CI: 10 000);
 #   * the ingest and stream suites three times over, to shake out races.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
+DIFF_CASES=${DIFF_CASES:-200000}
 
 echo "== loom, LOOM_MAX_PREEMPTIONS=3"
 LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
@@ -16,6 +19,9 @@ echo "== fuzz, ${FUZZ_SECONDS}s per target"
 for t in decode_lp decode_json decode_csv decode_binary frame_stream pipeline_parse; do
   (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
 done
+
+echo "== differential, ${DIFF_CASES} cases"
+PROPTEST_CASES="$DIFF_CASES" cargo test --release --test differential
 
 echo "== ingest and streams x3"
 for i in 1 2 3; do

@@ -33,6 +33,8 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Workload {
+    /// Sensor JSON lines over TCP, newline framing.
+    W1,
     /// Sensor line protocol over TCP, newline framing.
     W2,
     /// Binary ticks over TCP, fixed 32-byte framing.
@@ -43,9 +45,9 @@ enum Workload {
 enum Cmd {
     /// Run workloads in-process and print a Markdown table.
     Run {
-        #[arg(long, value_enum, num_args = 1.., default_values = ["w2", "w4"])]
+        #[arg(long, value_enum, num_args = 1.., default_values = ["w1", "w2", "w4"])]
         workload: Vec<Workload>,
-        /// Records per run (default: 20M for W2, 100M for W4 as WORKLOADS.md).
+        /// Records per run (default: 20M for W1 and W2, 100M for W4 as WORKLOADS.md).
         #[arg(long)]
         records: Option<u64>,
         /// Runs per workload; the median is reported.
@@ -89,6 +91,7 @@ fn block(w: Workload, seed: u64, conn: u64, unique: u64) -> Vec<u8> {
             Workload::W4 => Tick::draw(&mut r, mutstream::loadgen::SENSOR_EPOCH_NS + i as i64, i)
                 .encode(&mut out),
             Workload::W2 => Sensor::draw(&mut r, i).lp(&mut out),
+            Workload::W1 => Sensor::draw(&mut r, i).json(&mut out),
         }
     }
     out
@@ -97,7 +100,7 @@ fn block(w: Workload, seed: u64, conn: u64, unique: u64) -> Vec<u8> {
 fn record_len(w: Workload, block: &[u8], unique: u64) -> Option<usize> {
     match w {
         Workload::W4 => Some(32),
-        Workload::W2 => {
+        Workload::W1 | Workload::W2 => {
             let _ = (block, unique);
             None
         }
@@ -156,7 +159,7 @@ fields = [
             "framing = \"fixed\"\nformat = \"binary\"\nschema = \"tick\"",
             "hot: filter price > $min_price\n   | eval notional = price * qty\nbig: route alerts when notional > $alert_notional\n   | to journal",
         ),
-        Workload::W2 => (
+        Workload::W1 | Workload::W2 => (
             r#"[schemas.sensor]
 fields = [
   { name = "ts",      type = "timestamp" },
@@ -166,7 +169,11 @@ fields = [
   { name = "hum",     type = "f64" },
   { name = "battery", type = "i64" },
 ]"#,
-            "framing = \"newline\"\nformat = \"lp\"\nschema = \"sensor\"",
+            if w == Workload::W1 {
+                "framing = \"newline\"\nformat = \"json\"\nschema = \"sensor\""
+            } else {
+                "framing = \"newline\"\nformat = \"lp\"\nschema = \"sensor\""
+            },
             "hot: filter temp > 25.0\n   | eval temp_f = temp * 9.0 / 5.0 + 32.0\n   | to journal",
         ),
     };
@@ -422,7 +429,7 @@ fn main() -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for w in workload {
                 let n = records.unwrap_or(match w {
-                    Workload::W2 => 20_000_000,
+                    Workload::W1 | Workload::W2 => 20_000_000,
                     Workload::W4 => 100_000_000,
                 });
                 let unique = (n / conns as u64).clamp(1, 1_000_000);
@@ -447,10 +454,12 @@ fn main() -> anyhow::Result<()> {
                     gbs.push(res.bytes as f64 / res.secs / 1e9);
                 }
                 let floor = match w {
+                    Workload::W1 => 1.5e6,
                     Workload::W2 => 2e6,
                     Workload::W4 => 15e6,
                 };
                 let target = match w {
+                    Workload::W1 => 3e6,
                     Workload::W2 => 4e6,
                     Workload::W4 => 30e6,
                 };
