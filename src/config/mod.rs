@@ -623,17 +623,12 @@ impl Validator<'_> {
             admin.listen
         ));
         for s in &sinks {
-            match s.kind {
-                SinkKind::Journal => self.notices.push(format!(
-                    "sink {:?}: kind = \"journal\" is not yet supported in this version; `run` refuses it",
-                    s.name
-                )),
-                SinkKind::Tcp | SinkKind::Udp => self.notices.push(format!(
+            if matches!(s.kind, SinkKind::Tcp | SinkKind::Udp) {
+                self.notices.push(format!(
                     "sink {:?}: kind = {:?} (forwarding) is not yet supported in this version; `run` refuses it",
                     s.name,
                     s.kind.name()
-                )),
-                _ => {}
+                ));
             }
         }
 

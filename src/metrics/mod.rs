@@ -88,6 +88,16 @@ pub struct SinkShardCounters {
     pub dropped_shutdown: Counter,
     /// Time spent waiting for ring space (`on_full = "block"`).
     pub blocked_ns: Counter,
+    /// Journal: frames and bytes appended, segments rolled.
+    pub journal_frames: Counter,
+    pub journal_bytes: Counter,
+    pub journal_rolls: Counter,
+    /// Journal: records dropped for want of a segment (`on_full = "drop"`
+    /// on a full disk), and rows larger than a whole segment.
+    pub dropped_disk_full: Counter,
+    pub dropped_too_large: Counter,
+    /// Journal: `fsync = "every_batch"` msyncs that failed.
+    pub sync_errors: Counter,
 }
 
 /// Everything one shard writes.
@@ -151,6 +161,13 @@ pub struct SinkCounters {
     pub write_errors: Counter,
     /// Records lost to write errors.
     pub dropped_error: Counter,
+    /// Journal thread: segments reserved ahead, reservations that failed
+    /// (a full disk), syncs done and failed, segments removed by retention.
+    pub segments_prepared: Counter,
+    pub prepare_errors: Counter,
+    pub fsyncs: Counter,
+    pub sync_errors: Counter,
+    pub segments_removed: Counter,
 }
 
 /// All counters of a running appliance.

@@ -43,6 +43,9 @@ pub enum StartError {
     },
     #[error("{0}")]
     Sink(std::io::Error),
+    /// A journal that cannot be opened (exit code 74).
+    #[error("{0}")]
+    Journal(crate::journal::OpenError),
     #[error("{0}")]
     Worker(#[from] worker::WorkerError),
 }
@@ -175,9 +178,9 @@ pub struct Appliance {
 
 fn unsupported(cfg: &Config) -> Option<String> {
     for s in &cfg.sinks {
-        if matches!(s.kind, SinkKind::Journal | SinkKind::Tcp | SinkKind::Udp) {
+        if matches!(s.kind, SinkKind::Tcp | SinkKind::Udp) {
             return Some(format!(
-                "{}:{}: sink {:?}: kind = {:?} is not yet supported in this version (use \"file\", \"stdout\" or \"blackhole\")",
+                "{}:{}: sink {:?}: kind = {:?} is not yet supported in this version (use \"journal\", \"file\", \"stdout\" or \"blackhole\")",
                 cfg.origin,
                 s.line,
                 s.name,
@@ -272,7 +275,10 @@ impl Appliance {
             &metrics,
             &life,
         )
-        .map_err(StartError::Sink)?;
+        .map_err(|e| match e {
+            crate::sink::StartError::Open(e) => StartError::Sink(e),
+            crate::sink::StartError::Journal(e) => StartError::Journal(e),
+        })?;
 
         let value = GenValue {
             chains: plan.chains,

@@ -14,6 +14,7 @@ pub mod json;
 pub mod row;
 
 use crate::config::{OnFull, SinkDef, SinkKind};
+use crate::journal::writer::PartitionWriter;
 use crate::metrics::{Metrics, SinkShardCounters};
 use crate::pipeline::exec::{Emit, Rows};
 use crate::pipeline::program::{EmitSpec, OutSchema};
@@ -62,6 +63,10 @@ pub struct SinkPort {
     /// Batches to allocate in [`SinkPort::prepare`].
     pool: usize,
     batch_bytes: usize,
+    /// A journal: this shard's partition, appended to right here.
+    journal: Option<Box<PartitionWriter>>,
+    /// Rows encoded for the journal, copied into the map from here.
+    rows: Vec<u8>,
 }
 
 impl SinkPort {
@@ -69,6 +74,9 @@ impl SinkPort {
     /// so the memory comes from the worker's own allocator arena: growing a
     /// batch later never takes a lock another thread holds.
     pub fn prepare(&mut self) {
+        if self.journal.is_some() {
+            self.rows.reserve(self.batch_bytes);
+        }
         while self.free.len() < self.pool {
             self.free.push(OutBatch {
                 bytes: Vec::with_capacity(self.batch_bytes),
@@ -114,6 +122,10 @@ impl SinkPort {
             counters.emitted.add(n as u64);
             return;
         }
+        if self.journal.is_some() {
+            self.append(spec, rows, generation, ingest_ns, counters, life);
+            return;
+        }
         debug_assert!(n > 0 && n <= self.capacity);
         if !self.has_room(n) && !self.wait_for_room(n, counters, life) {
             return;
@@ -129,6 +141,67 @@ impl SinkPort {
         if self.tx.push(b).is_err() {
             unreachable!("the ring holds the whole pool");
         }
+    }
+
+    /// Appends to this shard's journal partition; with no segment to roll
+    /// to (a full disk), applies `on_full`.
+    fn append(
+        &mut self,
+        spec: &EmitSpec,
+        rows: &Rows<'_>,
+        generation: u64,
+        ingest_ns: u64,
+        counters: &SinkShardCounters,
+        life: &Lifecycle,
+    ) {
+        let j = self.journal.as_mut().expect("checked by the caller");
+        self.rows.clear();
+        let n = row::encode(spec, rows, &mut self.rows, &mut self.scratch);
+        let mut at = 0usize;
+        let mut left = n;
+        let mut waited = None;
+        loop {
+            let commit_ns = crate::sys::now_ns();
+            match j.append(
+                &spec.schema,
+                generation,
+                ingest_ns,
+                commit_ns,
+                &self.rows[at..],
+                left,
+            ) {
+                Ok(()) => break,
+                Err(ns) => {
+                    at += ns.done_bytes;
+                    left -= ns.done;
+                    counters.emitted.add(ns.done as u64);
+                    if self.on_full == OnFull::Drop {
+                        counters.dropped_disk_full.add(left as u64);
+                        left = 0;
+                        break;
+                    }
+                    if life.abandon.load(Ordering::Relaxed) {
+                        counters.dropped_shutdown.add(left as u64);
+                        left = 0;
+                        break;
+                    }
+                    // Block: stop reading the sockets until the journal
+                    // thread has a segment again. Off the per-record path.
+                    waited.get_or_insert_with(crate::sys::mono_ns);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        if let Some(t0) = waited {
+            counters.blocked_ns.add(crate::sys::mono_ns() - t0);
+        }
+        counters.emitted.add(left as u64);
+        let s = j.stats;
+        counters.journal_frames.set(s.frames);
+        counters.journal_bytes.set(s.bytes);
+        counters.journal_rolls.set(s.rolls);
+        counters.dropped_too_large.set(s.too_large);
+        counters.sync_errors.set(s.sync_errors);
     }
 
     /// Applies `on_full`; true when room was found.
@@ -248,12 +321,25 @@ impl Writer {
 /// Worker ports (`[shard][sink]`) and sink thread handles.
 pub type Started = (Vec<Vec<SinkPort>>, Vec<std::thread::JoinHandle<()>>);
 
+/// Why sinks could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Open(std::io::Error),
+    /// A journal that cannot be opened (exit code 74).
+    #[error("{0}")]
+    Journal(#[from] crate::journal::OpenError),
+}
+
 /// Creates the rings and pools for every (shard, sink) pair, opens the
-/// sinks and starts one thread per sink. Returns the worker ports
-/// (`ports[shard][sink]`) and the thread handles.
+/// sinks and starts one thread per file or stdout sink; journals get
+/// their partition writers on the workers' ports and one journal thread
+/// for all of them. Returns the worker ports (`ports[shard][sink]`) and
+/// the thread handles.
 ///
 /// # Errors
-/// A sink that cannot be opened (e.g. its directory is not writable).
+/// A sink that cannot be opened (e.g. its directory is not writable), a
+/// journal that is locked or cannot be recovered.
 pub fn start(
     defs: &[SinkDef],
     shards: usize,
@@ -262,33 +348,70 @@ pub fn start(
     batch_max: usize,
     metrics: &Arc<Metrics>,
     life: &Arc<Lifecycle>,
-) -> std::io::Result<Started> {
+) -> Result<Started, StartError> {
     // Enough batches to hold ring_capacity records in full batches, twice
     // over, so small batches (low rates) do not fill the ring early.
     let pool = (2 * ring_capacity.div_ceil(batch_max)).clamp(8, 4096);
     let mut ports: Vec<Vec<SinkPort>> = (0..shards).map(|_| Vec::new()).collect();
     let mut threads = Vec::new();
     let mut writers = Vec::new();
-    for def in defs {
+    let mut journals = Vec::new();
+    let mut partitions = Vec::new();
+    for (si, def) in defs.iter().enumerate() {
+        if def.kind == SinkKind::Journal {
+            let (w, svc, recs) = crate::journal::open(def, shards)?;
+            for (k, r) in recs.iter().enumerate() {
+                log_recovery(&def.name, k, r);
+            }
+            journals.push((svc, si));
+            partitions.push(Some(w));
+            writers.push(None);
+            continue;
+        }
+        partitions.push(None);
         if def.kind == SinkKind::Blackhole {
             writers.push(None);
             continue;
         }
-        let w = Writer::open(def).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "sink {:?}: cannot open {}: {e}",
-                    def.name,
-                    def.path
-                        .as_ref()
-                        .map_or("stdout".into(), |p| p.display().to_string())
-                ),
-            )
-        })?;
+        let w = Writer::open(def)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "sink {:?}: cannot open {}: {e}",
+                        def.name,
+                        def.path
+                            .as_ref()
+                            .map_or("stdout".into(), |p| p.display().to_string())
+                    ),
+                )
+            })
+            .map_err(StartError::Open)?;
         writers.push(Some(w));
     }
-    for (si, (def, writer)) in defs.iter().zip(writers).enumerate() {
+    for (si, ((def, writer), parts)) in defs.iter().zip(writers).zip(partitions).enumerate() {
+        if let Some(parts) = parts {
+            // A journal: each worker appends to its own partition.
+            for (port_list, w) in ports.iter_mut().zip(parts) {
+                let (tx, _) = rtrb::RingBuffer::new(1);
+                let (_, back) = rtrb::RingBuffer::new(1);
+                port_list.push(SinkPort {
+                    tx,
+                    back,
+                    free: Vec::new(),
+                    scratch: row::Scratch::default(),
+                    in_flight: 0,
+                    capacity: ring_capacity,
+                    on_full: def.on_full,
+                    counts_only: false,
+                    pool: 0,
+                    batch_bytes: batch_max * 64,
+                    journal: Some(Box::new(w)),
+                    rows: Vec::new(),
+                });
+            }
+            continue;
+        }
         let Some(writer) = writer else {
             // A blackhole counts on the worker: no ring, no thread.
             for port_list in ports.iter_mut() {
@@ -305,6 +428,8 @@ pub fn start(
                     counts_only: true,
                     pool: 0,
                     batch_bytes: 0,
+                    journal: None,
+                    rows: Vec::new(),
                 });
             }
             continue;
@@ -324,6 +449,8 @@ pub fn start(
                 counts_only: false,
                 pool,
                 batch_bytes: batch_max * 64,
+                journal: None,
+                rows: Vec::new(),
             });
             inputs.push(SinkInput { rx, back: back_tx });
         }
@@ -339,10 +466,65 @@ pub fn start(
                     core_affinity::set_for_current(c);
                 }
                 run_sink(&name, si, inputs, writer, &metrics, &life)
-            })?;
+            })
+            .map_err(StartError::Open)?;
+        threads.push(t);
+    }
+    if !journals.is_empty() {
+        let metrics = metrics.clone();
+        let life = life.clone();
+        let core = housekeeping.last().copied();
+        let t = std::thread::Builder::new()
+            .name("mutstream-journal".into())
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                crate::journal::run_service(journals, &metrics, &life)
+            })
+            .map_err(StartError::Open)?;
         threads.push(t);
     }
     Ok((ports, threads))
+}
+
+/// One line per partition that recovery had to touch; a debug line
+/// otherwise.
+fn log_recovery(sink: &str, shard: usize, r: &crate::journal::writer::Recovery) {
+    for (from, to, why) in &r.renamed_aside {
+        tracing::error!(
+            sink,
+            shard,
+            "segment {} cannot be used ({why}); moved aside to {}",
+            from.display(),
+            to.display()
+        );
+    }
+    if let Some((seg, off, why)) = &r.corrupt {
+        tracing::warn!(
+            sink,
+            shard,
+            "recovery: frame at {}:{off} is not valid ({why}); the journal continues after the last valid frame at sequence {}",
+            seg.display(),
+            r.next_seq
+        );
+    }
+    if r.cut_bytes > 0 {
+        tracing::warn!(
+            sink,
+            shard,
+            "recovery: zeroed {} bytes of torn tail",
+            r.cut_bytes
+        );
+    }
+    tracing::debug!(
+        sink,
+        shard,
+        "journal opened in {:.1} ms: {} segments, next sequence {}",
+        r.elapsed_ns as f64 / 1e6,
+        r.segments,
+        r.next_seq
+    );
 }
 
 fn run_sink(

@@ -217,3 +217,41 @@ impl<'a> Iterator for RowIter<'a> {
         })
     }
 }
+
+/// Appends one row of `values` (in schema order) to `out`: the slow path
+/// for tools and tests that build rows without a batch.
+pub fn encode_values(values: &[RowValue<'_>], out: &mut Vec<u8>) {
+    let nf = values.len();
+    let bitmap = nf.div_ceil(8);
+    let fixed = 4 + bitmap + nf * 8;
+    let text: usize = values
+        .iter()
+        .map(|v| match v {
+            RowValue::Text(s) => s.len(),
+            _ => 0,
+        })
+        .sum();
+    let at = out.len();
+    out.resize(at + fixed + text, 0);
+    let row = &mut out[at..];
+    row[..4].copy_from_slice(&((fixed + text) as u32).to_le_bytes());
+    let mut cursor = fixed;
+    for (k, v) in values.iter().enumerate() {
+        let w: u64 = match *v {
+            RowValue::Null => continue,
+            RowValue::I64(x) | RowValue::Ts(x) => x as u64,
+            RowValue::U64(x) => x,
+            RowValue::F64(x) => x.to_bits(),
+            RowValue::Bool(x) => x as u64,
+            RowValue::Text(s) => {
+                row[cursor..cursor + s.len()].copy_from_slice(s);
+                let w = cursor as u64 | (s.len() as u64) << 32;
+                cursor += s.len();
+                w
+            }
+        };
+        row[4 + k / 8] |= 1 << (k % 8);
+        let slot = 4 + bitmap + k * 8;
+        row[slot..slot + 8].copy_from_slice(&w.to_le_bytes());
+    }
+}

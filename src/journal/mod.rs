@@ -1,0 +1,360 @@
+//! The journal: segmented, memory-mapped, checksummed batch frames, one
+//! partition per shard, appended by the shard's worker itself
+//! (`docs/JOURNAL.md`).
+//!
+//! * [`format`]: the bytes, and the validation shared by recovery, readers
+//!   and the fuzz target.
+//! * [`writer`]: appends frames on the worker; recovers a partition when
+//!   it opens.
+//! * [`tailer`]: follows a partition from another thread or process.
+//! * This module: opening a journal sink (lock, partitions, recovery) and
+//!   the journal thread, which does everything that may block so the
+//!   workers never do: creating and reserving the next segment, faulting
+//!   pages in ahead of the writer, `fsync = "interval"`, syncing and
+//!   unmapping retired segments, retention.
+
+pub mod format;
+pub mod segment;
+pub mod tailer;
+pub mod writer;
+
+use crate::config::{Fsync, SinkDef};
+use crate::metrics::SinkCounters;
+use segment::{SegmentMap, list_segments, partition_dir};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use writer::{Options, PartitionWriter, Recovery, Shared, Supply};
+
+/// How far ahead of the writer pages are faulted in.
+const AHEAD: usize = 32 << 20;
+/// Retired segments in flight to the journal thread, per partition.
+const RETIRED: usize = 8;
+
+/// The journal thread's view of one partition.
+struct Part {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    current: Option<Arc<SegmentMap>>,
+    /// Pushed to the writer, not yet taken.
+    pending: Option<Arc<SegmentMap>>,
+    prepared: rtrb::Producer<Arc<SegmentMap>>,
+    retired: rtrb::Consumer<Arc<SegmentMap>>,
+    seen_rolls: u64,
+    touched: usize,
+    synced: usize,
+    prep_count: u64,
+    retry_at: u64,
+}
+
+/// One journal sink's partitions, as the journal thread keeps them.
+pub struct JournalService {
+    pub name: String,
+    pub dir: PathBuf,
+    fsync: Fsync,
+    fsync_interval: Duration,
+    segment_size: u64,
+    max_bytes: Option<u64>,
+    max_age: Option<Duration>,
+    parts: Vec<Part>,
+    /// Held for the life of the appliance: one writer per journal.
+    _lock: File,
+}
+
+/// Why a journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("journal {name:?} at {dir}: {msg}")]
+pub struct OpenError {
+    pub name: String,
+    pub dir: String,
+    pub msg: String,
+}
+
+/// Opens journal sink `def` for `shards` shards: takes its lock, recovers
+/// every partition, and returns the writers (one per shard, for the
+/// workers), the journal thread's side and what recovery did.
+///
+/// # Errors
+/// The directory cannot be created or locked, or a partition cannot be
+/// opened (exit code 74).
+pub fn open(
+    def: &SinkDef,
+    shards: usize,
+) -> Result<(Vec<PartitionWriter>, JournalService, Vec<Recovery>), OpenError> {
+    let dir = def
+        .path
+        .clone()
+        .expect("journal sinks have a path (config)");
+    let err = |msg: String| OpenError {
+        name: def.name.clone(),
+        dir: dir.display().to_string(),
+        msg,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    let lock = lock(&dir).map_err(err)?;
+    let opts = Options {
+        segment_size: def.segment_size,
+        fsync: def.fsync,
+    };
+    let mut writers = Vec::new();
+    let mut parts = Vec::new();
+    let mut recs = Vec::new();
+    for k in 0..shards {
+        let (ptx, prx) = rtrb::RingBuffer::new(1);
+        let (rtx, rrx) = rtrb::RingBuffer::new(RETIRED);
+        let pdir = partition_dir(&dir, k as u32);
+        let supply = Supply::Service {
+            prepared: prx,
+            retired: rtx,
+        };
+        let (w, rec) = PartitionWriter::open(&pdir, k as u32, opts, supply)
+            .map_err(|e| err(format!("shard {k}: {e}")))?;
+        let (shared, current) = w.shared();
+        let pos = shared.pos.load(Ordering::Acquire) as usize;
+        if let Some(c) = &current {
+            c.populate(pos, AHEAD);
+        }
+        parts.push(Part {
+            dir: pdir,
+            seen_rolls: shared.rolls.load(Ordering::Acquire),
+            shared,
+            current,
+            pending: None,
+            prepared: ptx,
+            retired: rrx,
+            touched: pos + AHEAD,
+            synced: pos,
+            prep_count: 0,
+            retry_at: 0,
+        });
+        writers.push(w);
+        recs.push(rec);
+    }
+    let svc = JournalService {
+        name: def.name.clone(),
+        dir,
+        fsync: def.fsync,
+        fsync_interval: def.fsync_interval,
+        segment_size: def.segment_size,
+        max_bytes: def.max_bytes,
+        max_age: def.max_age,
+        parts,
+        _lock: lock,
+    };
+    Ok((writers, svc, recs))
+}
+
+/// `flock(LOCK_EX | LOCK_NB)` on `<dir>/LOCK`.
+fn lock(dir: &Path) -> Result<File, String> {
+    let p = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+    // SAFETY: a valid descriptor; flock has no memory arguments.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err("in use by another mutstream process (its LOCK is held)".into());
+    }
+    Ok(f)
+}
+
+impl JournalService {
+    /// One round of housekeeping; returns whether anything was done.
+    fn tick(&mut self, now_mono: u64, c: &SinkCounters, sync_due: bool) -> bool {
+        let mut did = false;
+        for p in &mut self.parts {
+            let rolls = p.shared.rolls.load(Ordering::Acquire);
+            if rolls != p.seen_rolls {
+                p.seen_rolls = rolls;
+                p.current = p.pending.take();
+                p.touched = AHEAD.min(self.segment_size as usize);
+                p.synced = 0;
+                did = true;
+            }
+            while let Ok(old) = p.retired.pop() {
+                if self.fsync != Fsync::Never {
+                    // Everything in it is committed, footer included.
+                    if old.sync_all().is_err() {
+                        c.sync_errors.add(1);
+                    } else {
+                        c.fsyncs.add(1);
+                    }
+                }
+                drop(old);
+                did = true;
+            }
+            if p.pending.is_none() && now_mono >= p.retry_at {
+                p.prep_count += 1;
+                let path = p
+                    .dir
+                    .join(format!(".prep-{}-s{}", std::process::id(), p.prep_count));
+                match SegmentMap::create(&path, self.segment_size) {
+                    Ok(m) => {
+                        m.populate(0, AHEAD);
+                        let m = Arc::new(m);
+                        if p.prepared.push(m.clone()).is_ok() {
+                            p.pending = Some(m);
+                            c.segments_prepared.add(1);
+                        }
+                        did = true;
+                    }
+                    Err(e) => {
+                        c.prepare_errors.add(1);
+                        if c.prepare_errors.get() == 1 || c.prepare_errors.get().is_multiple_of(100)
+                        {
+                            tracing::error!(
+                                sink = self.name,
+                                "cannot reserve the next segment ({e}); the writer applies on_full when it needs it"
+                            );
+                        }
+                        p.retry_at = now_mono + 50_000_000;
+                    }
+                }
+            }
+            if let Some(cur) = &p.current {
+                let pos = p.shared.pos.load(Ordering::Acquire) as usize;
+                if pos + AHEAD / 2 > p.touched && p.touched < cur.len() {
+                    let to = (pos + AHEAD).min(cur.len());
+                    cur.populate(p.touched, to - p.touched);
+                    p.touched = to;
+                    did = true;
+                }
+                if sync_due && pos > p.synced {
+                    if cur.sync(p.synced, pos - p.synced).is_err() {
+                        c.sync_errors.add(1);
+                    } else {
+                        c.fsyncs.add(1);
+                    }
+                    p.synced = pos;
+                }
+            }
+        }
+        did
+    }
+
+    /// Removes whole segments past `max_bytes` or `max_age`, oldest first,
+    /// never a partition's newest.
+    fn retain(&mut self, c: &SinkCounters) {
+        if self.max_bytes.is_none() && self.max_age.is_none() {
+            return;
+        }
+        let now = crate::sys::now_ns();
+        // (created_ns of the next segment, i.e. when this one ended; path; size)
+        let mut cands: Vec<(u64, PathBuf, u64)> = Vec::new();
+        let mut total = 0u64;
+        for p in &self.parts {
+            let Ok(segs) = list_segments(&p.dir) else {
+                continue;
+            };
+            let sizes: Vec<u64> = segs
+                .iter()
+                .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+                .collect();
+            total += sizes.iter().sum::<u64>();
+            for i in 0..segs.len().saturating_sub(1) {
+                let ended = segment_created(&segs[i + 1].1).unwrap_or(now);
+                cands.push((ended, segs[i].1.clone(), sizes[i]));
+            }
+        }
+        cands.sort_unstable_by_key(|c| c.0);
+        for (ended, path, size) in cands {
+            let too_old = self
+                .max_age
+                .is_some_and(|a| now.saturating_sub(ended) > a.as_nanos() as u64);
+            let too_big = self.max_bytes.is_some_and(|m| total > m);
+            if !too_old && !too_big {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= size;
+                c.segments_removed.add(1);
+            }
+        }
+    }
+
+    /// At shutdown: sync what was written, remove unused prepared files.
+    fn finish(&mut self, c: &SinkCounters) {
+        for p in &mut self.parts {
+            while let Ok(old) = p.retired.pop() {
+                if self.fsync != Fsync::Never && old.sync_all().is_err() {
+                    c.sync_errors.add(1);
+                }
+            }
+            if p.shared.rolls.load(Ordering::Acquire) != p.seen_rolls {
+                p.current = p.pending.take();
+            }
+            if let Some(pend) = p.pending.take() {
+                let _ = std::fs::remove_file(&pend.path);
+            }
+            if let Some(cur) = &p.current
+                && self.fsync != Fsync::Never
+            {
+                let pos = p.shared.pos.load(Ordering::Acquire) as usize;
+                if cur.sync(0, pos).is_err() {
+                    c.sync_errors.add(1);
+                }
+            }
+        }
+    }
+}
+
+fn segment_created(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut b = [0u8; format::SEGMENT_HEADER];
+    File::open(path).ok()?.read_exact(&mut b).ok()?;
+    format::SegmentHeader::decode(&b).ok().map(|h| h.created_ns)
+}
+
+/// The journal thread: runs until every worker is done, then syncs.
+pub fn run_service(
+    mut journals: Vec<(JournalService, usize)>,
+    metrics: &crate::metrics::Metrics,
+    life: &crate::sink::Lifecycle,
+) {
+    crate::sys::block_control_signals();
+    let mut last_sync = crate::sys::mono_ns();
+    let mut last_retain = 0u64;
+    let interval = journals
+        .iter()
+        .filter(|(j, _)| j.fsync == Fsync::Interval)
+        .map(|(j, _)| j.fsync_interval.as_nanos() as u64)
+        .min();
+    loop {
+        let done = life.workers_done.load(Ordering::Acquire);
+        let now = crate::sys::mono_ns();
+        let sync_due = interval.is_some_and(|i| now - last_sync >= i);
+        if sync_due {
+            last_sync = now;
+        }
+        let mut did = false;
+        for (j, si) in &mut journals {
+            let c = &metrics.sinks[*si];
+            let due = sync_due && j.fsync == Fsync::Interval;
+            did |= j.tick(now, c, due);
+            if now - last_retain >= 1_000_000_000 {
+                j.retain(c);
+            }
+        }
+        if now - last_retain >= 1_000_000_000 {
+            last_retain = now;
+        }
+        if done {
+            break;
+        }
+        if !did {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    for (j, si) in &mut journals {
+        j.finish(&metrics.sinks[*si]);
+    }
+}
+
+#[cfg(test)]
+mod tests;
