@@ -36,6 +36,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ReadFormat {
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance (the embedded default config without --config).
@@ -91,10 +97,24 @@ enum Command {
         #[arg(num_args = 0.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print journal records.
+    /// Print journal records with `_gen`, `_shard`, `_seq`, `_ingest_ns`, `_commit_ns`.
     Read {
-        #[arg(num_args = 0.., allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// A journal sink's directory (its `path`).
+        dir: PathBuf,
+        /// Keep printing records as they are committed, until SIGINT.
+        #[arg(long)]
+        follow: bool,
+        /// Only partition SHARD, from sequence SEQ.
+        #[arg(long, value_name = "SHARD:SEQ", conflicts_with = "since")]
+        from: Option<String>,
+        /// Records committed since TIME: RFC 3339, or a duration back from now (`10m`).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Interleave partitions by ingest time (default: partition by partition).
+        #[arg(long)]
+        merge: bool,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ReadFormat,
     },
     /// Live terminal view.
     Top {
@@ -159,7 +179,14 @@ fn main() -> ExitCode {
             expect.as_deref(),
         ),
         Command::Ctl { .. } => not_yet("ctl"),
-        Command::Read { .. } => not_yet("read"),
+        Command::Read {
+            dir,
+            follow,
+            from,
+            since,
+            merge,
+            format,
+        } => read_cmd(dir, follow, from, since, merge, format),
         Command::Top { .. } => not_yet("top"),
         Command::Tap { .. } => not_yet("tap"),
     };
@@ -319,6 +346,46 @@ fn load_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
         .collect()
 }
 
+fn read_cmd(
+    dir: PathBuf,
+    follow: bool,
+    from: Option<String>,
+    since: Option<String>,
+    merge: bool,
+    format: ReadFormat,
+) -> anyhow::Result<ExitCode> {
+    use mutstream::journal::read;
+    let from = from
+        .map(|s| read::parse_from(&s))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let since = since
+        .map(|s| read::parse_since(&s, mutstream::sys::now_ns()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
+    }
+    let o = read::ReadOptions {
+        dir,
+        follow,
+        from,
+        since,
+        merge,
+        format: match format {
+            ReadFormat::Json => read::Format::Json,
+            ReadFormat::Csv => read::Format::Csv,
+        },
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match read::read(&o, &mut out, &stop) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::anyhow!("read: {e}")),
+    }
+}
+
 fn not_yet(cmd: &str) -> anyhow::Result<ExitCode> {
     eprintln!("mutstream: `mutstream {cmd}` is not yet supported in this version");
     Ok(ExitCode::from(1))
@@ -449,7 +516,14 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("cannot install signal handlers")?;
     let shutdown_timeout = cfg.runtime.shutdown_timeout;
-    let mut app = Appliance::start(cfg)?;
+    let mut app = match Appliance::start(cfg) {
+        Ok(a) => a,
+        Err(e @ mutstream::runtime::StartError::Journal(_)) => {
+            eprintln!("mutstream: {e}");
+            return Ok(ExitCode::from(74));
+        }
+        Err(e) => return Err(e.into()),
+    };
     for src in &app.config().sources {
         let addr = app.local_addr(&src.name).expect("every source is bound");
         let transport = if src.transport == Transport::Udp {
@@ -465,11 +539,15 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
         );
     }
     for k in &app.config().sinks {
-        if k.kind == SinkKind::File {
+        if matches!(k.kind, SinkKind::File | SinkKind::Journal) {
             tracing::info!(
-                "sink {} writing {}",
+                "sink {} writing {} {}",
                 k.name,
-                k.path.as_ref().expect("file sinks have a path").display()
+                k.kind.name(),
+                k.path
+                    .as_ref()
+                    .expect("file and journal sinks have a path")
+                    .display()
             );
         }
     }

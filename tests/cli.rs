@@ -37,10 +37,7 @@ fn check_passes_on_every_example_verbatim() {
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("valid"), "{out}");
         assert!(out.contains("(route): route alerts when"), "{out}");
-        assert!(
-            out.contains("kind = \"journal\" is not yet supported"),
-            "{out}"
-        );
+        assert!(!out.contains("journal\" is not yet supported"), "{out}");
     }
     // The replacement pipelines check against the example configs too.
     for (mts, cfg, schema) in [
@@ -116,18 +113,56 @@ fn usage_errors_exit_2() {
 #[test]
 fn run_refuses_what_it_cannot_do_yet() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "run",
-            "--config",
-            examples().join("iot.toml").to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let cfg = dir.path().join("fwd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[pipeline]\ntext = \"to fwd\"\n[[sink]]\nname = \"fwd\"\nkind = \"tcp\"\n",
+            TICKS_HEAD
+        ),
+    )
+    .unwrap();
+    let o = run(&["run", "--config", cfg.to_str().unwrap()], dir.path());
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("not yet supported in this version"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+/// A tick schema and a TCP source on an ephemeral port.
+const TICKS_HEAD: &str = "[schemas.tick]\nsize = 32\nfields = [\n  { name = \"ts\", type = \"timestamp\", offset = 0 },\n  { name = \"seq\", type = \"u64\", offset = 8 },\n]\n[[source]]\nname = \"t\"\ntransport = \"tcp\"\nlisten = \"127.0.0.1:0\"\nframing = \"fixed\"\nformat = \"binary\"\nschema = \"tick\"\n";
+
+#[test]
+fn a_journal_has_one_writer_and_a_second_gets_exit_74() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("j.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[pipeline]\ntext = \"to j\"\n[[sink]]\nname = \"j\"\nkind = \"journal\"\npath = \"./jdir\"\nsegment_size = \"1MiB\"\n",
+            TICKS_HEAD
+        ),
+    )
+    .unwrap();
+    let mut first = Running::start(&["run", "--config", cfg.to_str().unwrap()], dir.path());
+    first.wait_for("running generation 1");
+    let o = run(&["run", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(74), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("in use by another mutstream process"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let (st, log) = first.stop();
+    assert!(st.success(), "{}", log.join("\n"));
+    // An empty journal reads as nothing, successfully.
+    let o = run(&["read", "jdir"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let o = run(&["read", "no-such-dir"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no journal here"), "{}", stderr(&o));
+    let o = run(&["read", "jdir", "--from", "zero"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("expected SHARD:SEQ"), "{}", stderr(&o));
 }
 
 /// A running appliance with its stderr collected line by line.
@@ -465,7 +500,9 @@ fn embedded_default_runs_and_logs_json() {
     std::thread::sleep(Duration::from_millis(300));
     let (st, log) = r.stop();
     assert!(st.success(), "{}", log.join("\n"));
-    let alerts = std::fs::read_to_string(dir.path().join("mutstream-data/alerts.jsonl")).unwrap();
+    let o = run(&["read", "mutstream-data/alerts"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alerts = String::from_utf8(o.stdout).unwrap();
     assert_eq!(
         alerts.lines().count(),
         32,

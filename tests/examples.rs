@@ -1,12 +1,13 @@
-//! Both example configs run end to end with their journal sinks swapped
-//! for file sinks, everything else as written (pipelines, tables, params,
-//! schemas, sources — only the listen ports become ephemeral so tests can
-//! run side by side).
+//! Both example configs run end to end as written (pipelines, tables,
+//! params, schemas, sources, journal sinks — only the listen ports become
+//! ephemeral and the journal directories move under a temporary directory
+//! so tests can run side by side).
 //!
 //! How: the config text is read from ../shared/examples, edited as above,
 //! started in-process; seeded ticks (TCP and UDP) or sensors (line
 //! protocol over TCP and UDP, JSON over TCP) are sent over real sockets,
-//! and each sink's records are checked against a reference computed here.
+//! and what `mutstream read` prints of each journal is checked against a
+//! reference computed here.
 
 mod common;
 
@@ -24,24 +25,14 @@ fn examples() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/examples")
 }
 
-/// The example config with journal sinks as file sinks under `dir` and
-/// ephemeral ports.
-fn swapped(name: &str, dir: &Path) -> Config {
+/// The example config with its journals under `dir` and ephemeral ports.
+fn as_written(name: &str, dir: &Path) -> Config {
     let text = std::fs::read_to_string(examples().join(name)).unwrap();
     let mut out = String::new();
     for line in text.lines() {
         let t = line.trim_start();
-        if t.starts_with("segment_size") || t.starts_with("fsync") {
-            continue;
-        }
-        let line = if t.starts_with("kind = \"journal\"") {
-            "kind = \"file\"".to_string()
-        } else if let Some(p) = t.strip_prefix("path = \"./mutstream-data/") {
-            format!(
-                "path = \"{}/{}.jsonl\"",
-                dir.display(),
-                p.trim_end_matches('"')
-            )
+        let line = if let Some(p) = t.strip_prefix("path = \"./mutstream-data/") {
+            format!("path = \"{}/{}\"", dir.display(), p.trim_end_matches('"'))
         } else if t.starts_with("listen = \"127.0.0.1:") && !t.contains("9100") {
             "listen = \"127.0.0.1:0\"".to_string()
         } else {
@@ -53,6 +44,39 @@ fn swapped(name: &str, dir: &Path) -> Config {
     Config::parse(&out, name, &examples()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// What `mutstream read DIR` prints, parsed; each partition's `_seq` runs
+/// from 0 without a gap.
+fn read_journal(dir: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mutstream"))
+        .arg("read")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    for r in &v {
+        let n = next.entry(r["_shard"].as_u64().unwrap()).or_insert(0);
+        assert_eq!(r["_seq"].as_u64(), Some(*n), "{r}");
+        *n += 1;
+        assert!(r["_commit_ns"].as_u64() >= r["_ingest_ns"].as_u64(), "{r}");
+    }
+    v
+}
+
 fn start(cfg: Config, dir: tempfile::TempDir) -> Harness {
     Harness {
         app: Some(Appliance::start(cfg).unwrap_or_else(|e| panic!("{e}"))),
@@ -61,9 +85,9 @@ fn start(cfg: Config, dir: tempfile::TempDir) -> Harness {
 }
 
 #[test]
-fn ticks_example_runs_with_file_sinks() {
+fn ticks_example_runs_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = swapped("ticks.toml", dir.path());
+    let cfg = as_written("ticks.toml", dir.path());
     let mut h = start(cfg, dir);
     let mut r = Rng::new(5);
     let ticks: Vec<Tick> = (0..20_000)
@@ -87,8 +111,8 @@ fn ticks_example_runs_with_file_sinks() {
     }
     h.wait_records(20_000, Duration::from_secs(30));
     h.shutdown();
-    let journal = read_json_lines(&h.path("ticks.jsonl"));
-    let alerts = read_json_lines(&h.path("alerts.jsonl"));
+    let journal = read_journal(&h.path("ticks"));
+    let alerts = read_journal(&h.path("alerts"));
     let passing: Vec<&Tick> = ticks.iter().filter(|t| t.passes_example_filter()).collect();
     let big = passing
         .iter()
@@ -108,6 +132,25 @@ fn ticks_example_runs_with_file_sinks() {
         (8, "health"),
     ]
     .into();
+    // Exactly what was sent: every passing tick once, its values intact,
+    // valued as the pipeline says, on the right side of the route.
+    let by_seq: HashMap<u64, &Tick> = passing.iter().map(|t| (t.seq, *t)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for (v, is_alert) in journal
+        .iter()
+        .map(|v| (v, false))
+        .chain(alerts.iter().map(|v| (v, true)))
+    {
+        let t = by_seq[&v["seq"].as_u64().unwrap()];
+        assert!(seen.insert(t.seq), "{v} twice");
+        assert_eq!(v["ts"].as_i64(), Some(t.ts), "{v}");
+        assert_eq!(v["symbol"].as_u64(), Some(t.symbol as u64), "{v}");
+        assert_eq!(v["qty"].as_i64(), Some(t.qty as i64), "{v}");
+        assert_eq!(v["price"].as_f64(), Some(t.price), "{v}");
+        let notional = t.price * t.qty as f64;
+        assert_eq!(v["notional"].as_f64(), Some(notional), "{v}");
+        assert_eq!(is_alert, notional > 150_000.0, "{v}");
+    }
     for v in journal.iter().chain(&alerts) {
         let sym = v["symbol"].as_u64().unwrap();
         if let Some(s) = sectors.get(&sym) {
@@ -121,9 +164,9 @@ fn ticks_example_runs_with_file_sinks() {
 }
 
 #[test]
-fn iot_example_runs_with_file_sinks() {
+fn iot_example_runs_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = swapped("iot.toml", dir.path());
+    let cfg = as_written("iot.toml", dir.path());
     let mut h = start(cfg, dir);
     let mut r = Rng::new(9);
     let sensors: Vec<Sensor> = (0..9_000).map(|i| Sensor::draw(&mut r, i)).collect();
@@ -154,8 +197,8 @@ fn iot_example_runs_with_file_sinks() {
     }
     h.wait_records(9_000, Duration::from_secs(30));
     h.shutdown();
-    let journal = read_json_lines(&h.path("iot.jsonl"));
-    let alerts = read_json_lines(&h.path("iot-alerts.jsonl"));
+    let journal = read_journal(&h.path("iot"));
+    let alerts = read_journal(&h.path("iot-alerts"));
     let hot = sensors.iter().filter(|s| s.temp > 30.0).count();
     assert_eq!(alerts.len(), hot);
     assert_eq!(journal.len() + alerts.len(), sensors.len());

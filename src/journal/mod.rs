@@ -14,6 +14,7 @@
 //!   unmapping retired segments, retention.
 
 pub mod format;
+pub mod read;
 pub mod segment;
 pub mod tailer;
 pub mod writer;
@@ -206,7 +207,7 @@ impl JournalService {
                     }
                     Err(e) => {
                         c.prepare_errors.add(1);
-                        if c.prepare_errors.get() == 1 || c.prepare_errors.get().is_multiple_of(100)
+                        if c.prepare_errors.get() == 1 || c.prepare_errors.get() % 100 == 0
                         {
                             tracing::error!(
                                 sink = self.name,

@@ -339,24 +339,25 @@ impl PartitionWriter {
         debug_assert!(self.pos + len <= cur.len());
         let mut head = [0u8; FRAME_HEADER];
         h.encode_tail(&mut head);
-        // SAFETY: `[pos, pos + len)` lies inside the mapping (checked by
-        // the callers against `room()`), is owned by this writer alone
-        // (the only writer of the partition, enforced by the journal
-        // lock), and is not yet visible to readers: they read a frame only
-        // after acquiring a nonzero commit word at `pos`, which is stored
-        // last. The bytes past the payload are already zero (segments are
-        // created zeroed and recovery zeroes any tail), so the padding and
-        // the next commit word are 0. `pos` is 8-aligned, so the commit
-        // word is a 4-aligned `u32`.
-        unsafe {
-            let base = cur.ptr().add(self.pos);
-            std::ptr::copy_nonoverlapping(head.as_ptr().add(8), base.add(8), FRAME_HEADER - 8);
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), base.add(FRAME_HEADER), payload.len());
-            let covered = std::slice::from_raw_parts(base.add(8), FRAME_HEADER - 8 + payload.len());
-            let crc = format::crc32c(covered);
-            std::ptr::copy_nonoverlapping(crc.to_le_bytes().as_ptr(), base.add(4), 4);
-            AtomicU32::from_ptr(base.cast::<u32>()).store(len as u32, Ordering::Release);
-        }
+                let base = cur.ptr().wrapping_add(self.pos);
+        // SAFETY: `[pos + 4, pos + len)` lies inside the mapping (callers
+        // check `room()`), is written by this writer alone (one writer per
+        // partition, enforced by the journal lock) and is not read by
+        // anyone yet: readers touch a frame's bytes only after acquiring a
+        // nonzero commit word at `pos`, stored last, below. The commit word
+        // itself (`[pos, pos + 4)`) is outside this slice.
+        let body = unsafe { std::slice::from_raw_parts_mut(base.wrapping_add(4), len - 4) };
+        body[4..FRAME_HEADER - 4].copy_from_slice(&head[8..]);
+        body[FRAME_HEADER - 4..FRAME_HEADER - 4 + payload.len()].copy_from_slice(payload);
+        // Padding and the next commit word are already zero: segments are
+        // created zeroed and recovery zeroes any tail.
+        let crc = format::crc32c(&body[4..FRAME_HEADER - 4 + payload.len()]);
+        body[..4].copy_from_slice(&crc.to_le_bytes());
+        // SAFETY: `pos` is 8-aligned in a page-aligned mapping, so the
+        // commit word is an aligned `u32` that lives as long as the map;
+        // readers only load it.
+        let commit = unsafe { AtomicU32::from_ptr(base.cast::<u32>()) };
+        commit.store(len as u32, Ordering::Release);
         let start = self.pos;
         self.pos += len;
         self.shared.pos.store(self.pos as u64, Ordering::Release);
@@ -526,14 +527,12 @@ fn zero_tail(map: &SegmentMap, from: usize) -> usize {
     while at < len {
         let end = ((at / 4096) + 1) * 4096;
         let end = end.min(len);
-        // SAFETY: `[at, end)` is inside the mapping; recovery is the only
+                // SAFETY: `[at, end)` is inside the mapping; recovery is the only
         // writer (see `recover_segment`); nothing is committed past `from`.
-        unsafe {
-            let s = std::slice::from_raw_parts_mut(map.ptr().add(at), end - at);
-            if s.iter().any(|&b| b != 0) {
-                s.fill(0);
-                zeroed += end - at;
-            }
+        let s = unsafe { std::slice::from_raw_parts_mut(map.ptr().wrapping_add(at), end - at) };
+        if s.iter().any(|&b| b != 0) {
+            s.fill(0);
+            zeroed += end - at;
         }
         at = end;
     }

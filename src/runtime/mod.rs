@@ -148,7 +148,7 @@ impl Summary {
             if k.dropped_full + k.dropped_error + k.dropped_shutdown > 0 {
                 let _ = write!(
                     s,
-                    ", dropped: {} ring full, {} write errors, {} at shutdown",
+                    ", dropped: {} on full (ring or disk), {} write errors, {} at shutdown",
                     k.dropped_full, k.dropped_error, k.dropped_shutdown
                 );
             }
@@ -593,13 +593,20 @@ impl Appliance {
             .map(|(i, k)| SinkSummary {
                 name: k.name.clone(),
                 emitted: m.sum(|x| x.sinks[i].emitted.get()),
-                // A blackhole counts on the workers.
-                written: if k.kind == SinkKind::Blackhole {
-                    m.sum(|x| x.sinks[i].emitted.get())
-                } else {
-                    m.sinks[i].records.get()
+                // A blackhole counts on the workers, a journal is
+                // written by them.
+                written: match k.kind {
+                    SinkKind::Blackhole => m.sum(|x| x.sinks[i].emitted.get()),
+                    SinkKind::Journal => {
+                        m.sum(|x| x.sinks[i].emitted.get() - x.sinks[i].dropped_too_large.get())
+                    }
+                    _ => m.sinks[i].records.get(),
                 },
-                dropped_full: m.sum(|x| x.sinks[i].dropped_full.get()),
+                dropped_full: m.sum(|x| {
+                    x.sinks[i].dropped_full.get()
+                        + x.sinks[i].dropped_disk_full.get()
+                        + x.sinks[i].dropped_too_large.get()
+                }),
                 dropped_error: m.sinks[i].dropped_error.get(),
                 dropped_shutdown: m.sum(|x| x.sinks[i].dropped_shutdown.get()),
             })

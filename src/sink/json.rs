@@ -55,6 +55,18 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
 /// Appends one record and a newline: the fields of `schema` from `row`,
 /// then `_gen`.
 pub fn write_record(out: &mut Vec<u8>, schema: &OutSchema, row: &RowView<'_>, gen_id: u64) {
+    write_record_meta(out, schema, row, &[("_gen", gen_id)]);
+}
+
+/// Appends one record and a newline: the fields of `schema` from `row`,
+/// then the meta fields `meta` in order (`read`: `_gen`, `_shard`,
+/// `_seq`, `_ingest_ns`, `_commit_ns`).
+pub fn write_record_meta(
+    out: &mut Vec<u8>,
+    schema: &OutSchema,
+    row: &RowView<'_>,
+    meta: &[(&str, u64)],
+) {
     let mut ib = itoa::Buffer::new();
     out.push(b'{');
     let mut first = true;
@@ -78,11 +90,16 @@ pub fn write_record(out: &mut Vec<u8>, schema: &OutSchema, row: &RowView<'_>, ge
             RowValue::Text(s) => write_str(out, s),
         }
     }
-    if !first {
-        out.push(b',');
+    for (name, v) in meta {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(ib.format(*v).as_bytes());
     }
-    out.extend_from_slice(b"\"_gen\":");
-    out.extend_from_slice(ib.format(gen_id).as_bytes());
     out.extend_from_slice(b"}\n");
 }
 
