@@ -141,6 +141,24 @@ impl PartitionWriter {
         rec.segments = segs.len();
         let mut sealed = true;
         while let Some((first, path)) = segs.pop() {
+            // A segment is only a continuation if the one before it holds
+            // every record up to its first: after a power loss the newer
+            // file may have reached the disk while the older one's tail
+            // did not. Then the newer one goes aside, so what remains is
+            // always a prefix of what was written.
+            if let Some((_, prev)) = segs.last()
+                && let Some(end) = scanned_end(prev)
+                && end != first
+            {
+                let aside = path.with_extension(format!("seg.unusable-{}", crate::sys::now_ns()));
+                std::fs::rename(&path, &aside)?;
+                let why = format!(
+                    "follows {} whose valid frames end at sequence {end}, before this segment's first ({first})",
+                    prev.display()
+                );
+                rec.renamed_aside.push((path, aside, why));
+                continue;
+            }
             match recover_segment(&path, shard, &mut rec) {
                 Ok((map, scan)) => {
                     w.next_seq = scan.next_seq;
@@ -339,7 +357,7 @@ impl PartitionWriter {
         debug_assert!(self.pos + len <= cur.len());
         let mut head = [0u8; FRAME_HEADER];
         h.encode_tail(&mut head);
-                let base = cur.ptr().wrapping_add(self.pos);
+        let base = cur.ptr().wrapping_add(self.pos);
         // SAFETY: `[pos + 4, pos + len)` lies inside the mapping (callers
         // check `room()`), is written by this writer alone (one writer per
         // partition, enforced by the journal lock) and is not read by
@@ -491,6 +509,16 @@ fn remove_stale_preps(dir: &Path) {
     }
 }
 
+/// The sequence after the valid frames of segment `path` (read only), or
+/// `None` if its header is unusable.
+fn scanned_end(path: &Path) -> Option<u64> {
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only map of a segment no writer has open (recovery runs
+    // before the partition's writer exists); never truncated in place.
+    let m = unsafe { memmap2::Mmap::map(&f) }.ok()?;
+    format::scan(&m).ok().map(|(_, s)| s.next_seq)
+}
+
 /// Maps and scans a segment, zeroing a torn tail. `Err` means the segment
 /// cannot be used (its header is bad or it cannot be mapped).
 fn recover_segment(
@@ -527,7 +555,7 @@ fn zero_tail(map: &SegmentMap, from: usize) -> usize {
     while at < len {
         let end = ((at / 4096) + 1) * 4096;
         let end = end.min(len);
-                // SAFETY: `[at, end)` is inside the mapping; recovery is the only
+        // SAFETY: `[at, end)` is inside the mapping; recovery is the only
         // writer (see `recover_segment`); nothing is committed past `from`.
         let s = unsafe { std::slice::from_raw_parts_mut(map.ptr().wrapping_add(at), end - at) };
         if s.iter().any(|&b| b != 0) {
