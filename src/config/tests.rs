@@ -170,7 +170,12 @@ fn examples_parse_verbatim() {
     for name in ["ticks.toml", "iot.toml"] {
         let c = Config::load(&examples_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.sources.is_empty());
-        assert!(c.notices.iter().any(|n| n.contains("journal")));
+        // Journal sinks run: only the control API is noted as missing.
+        assert!(
+            !c.notices.iter().any(|n| n.contains("journal")),
+            "{:?}",
+            c.notices
+        );
     }
     let t = Config::load(&examples_dir().join("ticks.toml")).unwrap();
     assert_eq!(t.runtime.shards, 1);

@@ -164,7 +164,7 @@ pub fn check_frame(b: &[u8], len: u32) -> Result<(FrameHeader, &[u8]), FrameErro
         return Err(FrameError::Empty);
     }
     let len = len as usize;
-        if len < FRAME_HEADER || len % ALIGN != 0 {
+    if len < FRAME_HEADER || len % ALIGN != 0 {
         return Err(FrameError::Corrupt("bad length"));
     }
     if len > b.len() {

@@ -40,11 +40,12 @@ struct Part {
     dir: PathBuf,
     shared: Arc<Shared>,
     current: Option<Arc<SegmentMap>>,
-    /// Pushed to the writer, not yet taken.
+    /// The last segment pushed to the writer (still queued while the
+    /// ring is not empty).
     pending: Option<Arc<SegmentMap>>,
     prepared: rtrb::Producer<Arc<SegmentMap>>,
+    activated: rtrb::Consumer<Arc<SegmentMap>>,
     retired: rtrb::Consumer<Arc<SegmentMap>>,
-    seen_rolls: u64,
     touched: usize,
     synced: usize,
     prep_count: u64,
@@ -105,10 +106,12 @@ pub fn open(
     let mut recs = Vec::new();
     for k in 0..shards {
         let (ptx, prx) = rtrb::RingBuffer::new(1);
+        let (atx, arx) = rtrb::RingBuffer::new(RETIRED);
         let (rtx, rrx) = rtrb::RingBuffer::new(RETIRED);
         let pdir = partition_dir(&dir, k as u32);
         let supply = Supply::Service {
             prepared: prx,
+            activated: atx,
             retired: rtx,
         };
         let (w, rec) = PartitionWriter::open(&pdir, k as u32, opts, supply)
@@ -120,11 +123,11 @@ pub fn open(
         }
         parts.push(Part {
             dir: pdir,
-            seen_rolls: shared.rolls.load(Ordering::Acquire),
             shared,
             current,
             pending: None,
             prepared: ptx,
+            activated: arx,
             retired: rrx,
             touched: pos + AHEAD,
             synced: pos,
@@ -170,13 +173,21 @@ impl JournalService {
     fn tick(&mut self, now_mono: u64, c: &SinkCounters, sync_due: bool) -> bool {
         let mut did = false;
         for p in &mut self.parts {
-            let rolls = p.shared.rolls.load(Ordering::Acquire);
-            if rolls != p.seen_rolls {
-                p.seen_rolls = rolls;
-                p.current = p.pending.take();
-                p.touched = AHEAD.min(self.segment_size as usize);
+            while let Ok(a) = p.activated.pop() {
+                p.current = Some(a);
+                p.touched = 0;
                 p.synced = 0;
                 did = true;
+                if self.fsync != Fsync::Never {
+                    // The new segment's name, durable.
+                    match File::open(&p.dir).and_then(|d| d.sync_all()) {
+                        Ok(()) => c.fsyncs.add(1),
+                        Err(_) => c.sync_errors.add(1),
+                    }
+                }
+            }
+            if p.pending.is_some() && p.prepared.slots() == 1 {
+                p.pending = None; // the writer took it
             }
             while let Ok(old) = p.retired.pop() {
                 if self.fsync != Fsync::Never {
@@ -207,8 +218,7 @@ impl JournalService {
                     }
                     Err(e) => {
                         c.prepare_errors.add(1);
-                        if c.prepare_errors.get() == 1 || c.prepare_errors.get() % 100 == 0
-                        {
+                        if c.prepare_errors.get() == 1 || c.prepare_errors.get() % 100 == 0 {
                             tracing::error!(
                                 sink = self.name,
                                 "cannot reserve the next segment ({e}); the writer applies on_full when it needs it"
@@ -287,10 +297,13 @@ impl JournalService {
                     c.sync_errors.add(1);
                 }
             }
-            if p.shared.rolls.load(Ordering::Acquire) != p.seen_rolls {
-                p.current = p.pending.take();
+            while let Ok(a) = p.activated.pop() {
+                p.current = Some(a);
             }
-            if let Some(pend) = p.pending.take() {
+            if let Some(pend) = p.pending.take()
+                && p.prepared.slots() == 0
+            {
+                // Never taken: not part of the journal.
                 let _ = std::fs::remove_file(&pend.path);
             }
             if let Some(cur) = &p.current

@@ -58,10 +58,31 @@ pub fn parse_since(s: &str, now_ns: u64) -> Result<u64, String> {
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(now_ns.saturating_sub(d.as_nanos() as u64));
     }
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => Ok(t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)),
+    // A numeric offset (`+01:00`): parse the local part as UTC, then shift.
+    let (base, offset_s) = match s.len().checked_sub(6).map(|i| s.split_at(i)) {
+        Some((b, o))
+            if b.contains('T')
+                && (o.starts_with('+') || o.starts_with('-'))
+                && o.as_bytes()[3] == b':' =>
+        {
+            let h: i64 = o[1..3]
+                .parse()
+                .map_err(|_| format!("--since {s:?}: bad offset"))?;
+            let m: i64 = o[4..6]
+                .parse()
+                .map_err(|_| format!("--since {s:?}: bad offset"))?;
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            (format!("{b}Z"), sign * (h * 3600 + m * 60))
+        }
+        _ => (s.to_string(), 0),
+    };
+    match humantime::parse_rfc3339_weak(&base) {
+        Ok(t) => {
+            let utc = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            Ok((utc - offset_s * 1_000_000_000).max(0) as u64)
+        }
         Err(_) => Err(format!(
             "--since {s:?}: expected an RFC 3339 time (2026-11-30T12:00:00Z) or a duration back from now (10m, 2h)"
         )),
@@ -388,4 +409,23 @@ fn csv_text(out: &mut Vec<u8>, s: &[u8]) {
 /// The directory cannot be listed.
 pub fn partitions(dir: &Path) -> std::io::Result<Vec<(u32, PathBuf)>> {
     list_partitions(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_rfc3339_with_offsets_and_durations() {
+        let z = parse_since("2026-11-30T12:00:00Z", 0).unwrap();
+        assert_eq!(parse_since("2026-11-30T13:00:00+01:00", 0).unwrap(), z);
+        assert_eq!(parse_since("2026-11-30T10:30:00-01:30", 0).unwrap(), z);
+        assert_eq!(
+            parse_since("10m", 700_000_000_000).unwrap(),
+            100_000_000_000
+        );
+        assert!(parse_since("yesterday", 0).is_err());
+        assert_eq!(parse_from("1:42").unwrap(), (1, 42));
+        assert!(parse_from("1").is_err());
+    }
 }

@@ -238,7 +238,7 @@ impl Tailer {
                 self.stuck = true;
                 continue;
             }
-                        let at_ptr = seg.map.as_ptr().wrapping_add(self.pos);
+            let at_ptr = seg.map.as_ptr().wrapping_add(self.pos);
             // SAFETY: `pos` is 8-aligned inside the mapping (frames are
             // multiples of 8 from the 64-byte header) and the mapping
             // outlives the reference; it is only loaded from, never
@@ -265,7 +265,7 @@ impl Tailer {
             // SAFETY: `[pos, pos + flen)` is inside the mapping and was
             // published by the writer's release store of `word`, acquired
             // above; the writer never writes it again.
-                        let b = unsafe { std::slice::from_raw_parts(at_ptr, flen) };
+            let b = unsafe { std::slice::from_raw_parts(at_ptr, flen) };
             let checked = if len > avail {
                 Err(FrameError::Corrupt("length past the segment end"))
             } else {
@@ -354,7 +354,7 @@ impl Tailer {
             }
             self.start = StartAt::Oldest;
             let seg = self.seg.as_ref().expect("checked");
-                        let p = seg.map.as_ptr().wrapping_add(at + FRAME_HEADER);
+            let p = seg.map.as_ptr().wrapping_add(at + FRAME_HEADER);
             // SAFETY: as above: committed, in bounds, never rewritten.
             let rows = unsafe { std::slice::from_raw_parts(p, h.payload_len as usize) };
             return Some(Frame {

@@ -37,10 +37,13 @@ pub enum Supply {
     /// Created on the writer's thread when it rolls (tests, benches,
     /// tools: nothing else to hand the work to).
     Inline,
-    /// Prepared ahead by the journal thread; retired segments go back to
-    /// it to be synced and unmapped off the hot path.
+    /// Prepared ahead by the journal thread (created here if it has none
+    /// ready, so a lagging thread never costs records); the new current
+    /// segment is announced to it, retired ones go back to it to be
+    /// synced and unmapped off the hot path.
     Service {
         prepared: rtrb::Consumer<Arc<SegmentMap>>,
+        activated: rtrb::Producer<Arc<SegmentMap>>,
         retired: rtrb::Producer<Arc<SegmentMap>>,
     },
 }
@@ -399,7 +402,12 @@ impl PartitionWriter {
                     }
                     Err(_) => return Err(()),
                 },
-                Supply::Service { prepared, .. } => prepared.pop().map_err(|_| ())?,
+                Supply::Service { prepared, .. } => match prepared.pop() {
+                    Ok(m) => m,
+                    // None ready: a full disk, or the journal thread is
+                    // behind. Try here; only a full disk fails.
+                    Err(_) => Arc::new(self.create_segment().map_err(|_| ())?),
+                },
             },
         };
         let old = self.cur.take();
@@ -431,10 +439,14 @@ impl PartitionWriter {
                         self.stats.sync_errors += 1;
                     }
                 }
-                Supply::Service { retired, .. } => {
+                Supply::Service {
+                    retired, activated, ..
+                } => {
                     // The journal thread syncs and unmaps it; if its ring
                     // is full, dropping here unmaps on this thread.
                     let _ = retired.push(old);
+                    let cur = self.cur.clone().expect("just activated");
+                    let _ = activated.push(cur);
                 }
             }
         }
@@ -464,6 +476,12 @@ impl PartitionWriter {
             std::fs::rename(&to, aside)?;
         }
         std::fs::rename(&map.path, &to)?;
+        if self.opts.fsync == Fsync::EveryBatch {
+            // The new name must survive a power loss before any frame in
+            // it counts as committed. (`interval`: the journal thread
+            // syncs the directory when it learns of the roll.)
+            std::fs::File::open(&self.dir).and_then(|d| d.sync_all())?;
+        }
         self.cur = Some(map);
         self.pos = SEGMENT_HEADER;
         self.written.clear();

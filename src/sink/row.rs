@@ -1,5 +1,5 @@
-//! The compact row format records cross threads (and, later, land in the
-//! journal) in.
+//! The compact row format records cross threads and land in the journal
+//! in (as data frame payloads, docs/JOURNAL.md).
 //!
 //! ```text
 //! row   = len:u32 | bitmap: ceil(n/8) bytes | fixed: n × 8 bytes | var bytes
