@@ -51,3 +51,8 @@ fn frame_stream() {
 fn pipeline_parse() {
     replay("pipeline_parse", mutstream::pipeline::fuzz_one);
 }
+
+#[test]
+fn journal_scan() {
+    replay("journal_scan", mutstream::journal::fuzz_one);
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# W1, W2 and W4 (WORKLOADS.md) end to end, filter + eval into a blackhole sink,
-# 1 shard, median of 3 runs, beside iperf3's TCP loopback limit measured in
-# the same run. Installs iperf3 from Debian when missing.
+# W1, W2 and W4 (WORKLOADS.md) end to end, filter + eval into blackhole
+# sinks, then W4 into journal sinks, 1 shard, median of 3 runs each, beside
+# iperf3's TCP loopback limit measured in the same run. Installs iperf3 from
+# Debian when missing.
 #   tools/bench.sh                         # full sizes: 20M (W1, W2), 100M (W4)
 #   tools/bench.sh --records 10000000      # smaller runs
 set -euo pipefail
@@ -12,4 +13,5 @@ if ! command -v iperf3 >/dev/null; then
 fi
 cargo build --release -p mutbench
 mkdir -p target/bench
-exec target/release/mutbench run --json target/bench/w1w2w4.json "$@"
+target/release/mutbench run --json target/bench/w1w2w4.json "$@"
+target/release/mutbench run --workload w4 --sink journal --json target/bench/w4-journal.json "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the hot path makes no forbidden syscall: runs a real appliance
-# (2 shards, TCP line protocol + UDP binary ticks, file sinks), attaches
+# (2 shards, TCP line protocol + UDP binary ticks, a journal the workers
+# append to themselves and a file sink), attaches
 # strace to its worker threads only while load flows, and fails if a worker
 # called recvfrom, read, epoll_wait or futex. Every byte must arrive through
 # io_uring; waiting is io_uring_enter.
@@ -52,7 +53,12 @@ framing = "datagram"
 format = "binary"
 schema = "tick"
 [pipeline]
-text = "filter ts > 0 | to out"
+text = "filter ts > 0 | tee j | to out"
+[[sink]]
+name = "j"
+kind = "journal"
+path = "$dir/j"
+segment_size = "4MiB"
 [[sink]]
 name = "out"
 kind = "file"
@@ -96,4 +102,6 @@ fi
 grep -q "io_uring_enter" "$dir/trace" || { echo "check-hot-syscalls: FAIL: no io_uring_enter traced (strace attached to the wrong threads?)" >&2; exit 1; }
 lines=$(wc -l < "$dir/out.jsonl")
 [ "$lines" -gt 0 ] || { echo "check-hot-syscalls: FAIL: no records arrived" >&2; exit 1; }
-echo "check-hot-syscalls: ok ($lines records written; workers used only the syscalls above)"
+journaled=$("$BIN" read "$dir/j" | wc -l)
+[ "$journaled" -eq "$lines" ] || { echo "check-hot-syscalls: FAIL: $journaled journaled, $lines in the file" >&2; exit 1; }
+echo "check-hot-syscalls: ok ($lines records written, $journaled journaled; workers used only the syscalls above)"

@@ -5,6 +5,8 @@
 #     replays the committed corpus only);
 #   * the differential test of the compiled chain with DIFF_CASES random
 #     programs (default 200 000; CI: 10 000);
+#   * the journal's kill -9 loop (200 runs; CI: 20), power-loss images
+#     (1 000; CI: 300) and corruption matrix (10 000 faults; CI: 2 000);
 #   * the ingest and stream suites three times over, to shake out races.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
@@ -16,12 +18,16 @@ echo "== loom, LOOM_MAX_PREEMPTIONS=3"
 LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
 
 echo "== fuzz, ${FUZZ_SECONDS}s per target"
-for t in decode_lp decode_json decode_csv decode_binary frame_stream pipeline_parse; do
+for t in decode_lp decode_json decode_csv decode_binary frame_stream pipeline_parse journal_scan; do
   (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
 done
 
 echo "== differential, ${DIFF_CASES} cases"
 PROPTEST_CASES="$DIFF_CASES" cargo test --release --test differential
+
+echo "== journal: kill -9 loop x200, power loss x1000 images, corruption x10000"
+CRASH_ITERATIONS=200 cargo test --release --test journal_crash -- --nocapture
+JOURNAL_IMAGES=1000 JOURNAL_FAULTS=10000 cargo test --release --test journal_faults -- --nocapture
 
 echo "== ingest and streams x3"
 for i in 1 2 3; do

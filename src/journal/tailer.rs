@@ -246,15 +246,25 @@ impl Tailer {
             let commit = unsafe { AtomicU32::from_ptr(at_ptr.cast::<u32>().cast_mut()) };
             let word = commit.load(Ordering::Acquire);
             if word == 0 {
-                // Nothing committed here yet. If the writer restarted into
-                // a new segment (or retention cut us off), move on; look
-                // once per call.
+                // Nothing committed here yet. If the writer moved to a new
+                // segment without a footer here (a roll in progress, or a
+                // restart), or retention cut us off, move on; look at most
+                // once a millisecond.
                 let now = crate::sys::mono_ns();
                 if !checked_successor && now - self.listed_ns >= 1_000_000 {
                     checked_successor = true;
                     self.listed_ns = now;
-                    if self.successor_exists() && self.advance() {
-                        continue;
+                    if self.successor_exists() {
+                        // The writer names a new segment only once it has
+                        // committed its last frame here; frames committed
+                        // while we listed must still be read. So look
+                        // again, now that the new segment is known to exist.
+                        if commit.load(Ordering::Acquire) != 0 {
+                            continue;
+                        }
+                        if self.advance() {
+                            continue;
+                        }
                     }
                 }
                 return None;

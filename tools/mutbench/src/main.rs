@@ -1,6 +1,6 @@
-//! `mutbench`: end-to-end throughput of mutstream on WORKLOADS.md's W2 and
-//! W4 (filter + eval, blackhole sink, 1 shard), beside the machine's own
-//! TCP loopback limit (iperf3) measured in the same run.
+//! `mutbench`: end-to-end throughput of mutstream on WORKLOADS.md's W1, W2
+//! and W4 (filter + eval, blackhole or journal sinks, 1 shard), beside the
+//! machine's own TCP loopback limit (iperf3) measured in the same run.
 //!
 //! The appliance runs in this process with its worker pinned to core 0;
 //! the senders are pinned to the last core. Throughput is records from the
@@ -61,6 +61,15 @@ enum Cmd {
         /// Skip the iperf3 measurement.
         #[arg(long)]
         no_limits: bool,
+        /// Where records go: counted by a blackhole, or appended to a
+        /// journal (256 MiB segments, fsync interval, 2 GiB retention) in
+        /// --journal-dir.
+        #[arg(long, value_enum, default_value = "blackhole")]
+        sink: SinkChoice,
+        /// The journal's directory (default: /dev/shm, else the temp dir);
+        /// removed after each run.
+        #[arg(long)]
+        journal_dir: Option<std::path::PathBuf>,
     },
     /// Send a seeded workload to a running appliance.
     Send {
@@ -144,6 +153,24 @@ fn send_block(
     Ok(())
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SinkChoice {
+    Blackhole,
+    Journal,
+}
+
+fn sinks(choice: SinkChoice, dir: &std::path::Path) -> String {
+    match choice {
+        SinkChoice::Blackhole => {
+            "[[sink]]\nname = \"journal\"\nkind = \"blackhole\"\n[[sink]]\nname = \"alerts\"\nkind = \"blackhole\"\n".into()
+        }
+        SinkChoice::Journal => format!(
+            "[[sink]]\nname = \"journal\"\nkind = \"journal\"\npath = \"{0}/journal\"\nmax_bytes = \"2GiB\"\n[[sink]]\nname = \"alerts\"\nkind = \"journal\"\npath = \"{0}/alerts\"\nmax_bytes = \"2GiB\"\n",
+            dir.display()
+        ),
+    }
+}
+
 fn config(w: Workload) -> String {
     let (schema, source, pipeline) = match w {
         Workload::W4 => (
@@ -195,14 +222,21 @@ text = """
 [params]
 min_price = 10.0
 alert_notional = 150000.0
-[[sink]]
-name = "journal"
-kind = "blackhole"
-[[sink]]
-name = "alerts"
-kind = "blackhole"
 "#
     )
+}
+
+/// Thread ids of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// utime + stime of thread `tid` of this process, in seconds.
@@ -228,19 +262,24 @@ struct RunResult {
     bytes: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_once(
     w: Workload,
     records: u64,
     conns: usize,
     blocks: &[Vec<u8>],
     unique: u64,
+    sink: SinkChoice,
+    journal_dir: &std::path::Path,
 ) -> anyhow::Result<RunResult> {
-    let cfg = Config::parse(&config(w), "mutbench", std::path::Path::new("."))?;
+    let text = config(w) + &sinks(sink, journal_dir);
+    let cfg = Config::parse(&text, "mutbench", std::path::Path::new("."))?;
     let app = Appliance::start(cfg)?;
     let addr = app.local_addr("in").context("bound")?;
     let m = app.metrics().clone();
     // Worker ids are published before start returns; blackhole sinks
-    // count on the worker, so there is no sink thread to add.
+    // count on the worker and journals are appended by it, with one
+    // journal thread beside it.
     let ordering = std::sync::atomic::Ordering::Relaxed;
     let tids: Vec<i32> = std::iter::once(m.shards[0].tid.load(ordering))
         .chain(
@@ -249,6 +288,7 @@ fn run_once(
                 .map(|s| s.tid.load(ordering))
                 .filter(|&t| t != 0),
         )
+        .chain(threads_named("mutstream-journ"))
         .collect();
     let cpu0: f64 = tids.iter().map(|&t| thread_cpu(t)).sum();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -417,7 +457,18 @@ fn main() -> anyhow::Result<()> {
             conns,
             json,
             no_limits,
+            sink,
+            journal_dir,
         } => {
+            let base = journal_dir.unwrap_or_else(|| {
+                let shm = std::path::Path::new("/dev/shm");
+                if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                }
+            });
+            let jdir = base.join(format!("mutbench-journal-{}", std::process::id()));
             let limit = if no_limits { None } else { iperf3() };
             match limit {
                 Some(g) => eprintln!("iperf3 TCP loopback: {g:.2} GB/s"),
@@ -438,7 +489,9 @@ fn main() -> anyhow::Result<()> {
                     (0..conns).map(|c| block(w, 1, c as u64, unique)).collect();
                 let (mut rate, mut per_cpu, mut gbs) = (Vec::new(), Vec::new(), Vec::new());
                 for r in 0..runs {
-                    let res = run_once(w, n, conns, &blocks, unique)?;
+                    let res = run_once(w, n, conns, &blocks, unique, sink, &jdir);
+                    let _ = std::fs::remove_dir_all(&jdir);
+                    let res = res?;
                     let rps = res.records as f64 / res.secs;
                     eprintln!(
                         "{w:?} run {}: {} records in {:.3} s = {:.2} M rec/s, {:.2} M rec per CPU-s ({:.2} CPU-s)",
@@ -489,10 +542,11 @@ fn main() -> anyhow::Result<()> {
                 out.push(serde_json::json!({
                     "workload": format!("{w:?}"), "records": n, "runs": runs,
                     "records_per_s": r, "records_per_cpu_s": c, "input_gb_per_s": g,
-                    "iperf3_gb_per_s": limit, "floor": floor, "spec_target": target,
+                                        "iperf3_gb_per_s": limit, "floor": floor, "spec_target": target,
+                    "sink": format!("{sink:?}"),
                 }));
             }
-            println!("{md}");
+            println!("sinks: {sink:?}\n\n{md}");
             if let Some(p) = json {
                 std::fs::write(&p, serde_json::to_vec_pretty(&out)?)?;
             }
