@@ -374,8 +374,9 @@ pub fn run_service(
 mod tests;
 
 /// The `journal_scan` fuzz target: a segment image from arbitrary bytes
-/// goes through the scan, recovery (on a real file) and a reader, which
-/// decodes every value of every row it accepts. None may panic.
+/// goes through the scan, recovery (on a real file), appends after it and
+/// a reader, which decodes every value of every row it accepts. None may
+/// panic.
 ///
 /// The first byte picks the image: the bytes as they are (mode 0), a valid
 /// header then the bytes (1), or frames built from the bytes with correct
@@ -445,7 +446,18 @@ pub fn fuzz_one(data: &[u8]) {
         segment_size: 1 << 20,
         fsync: Fsync::Never,
     };
-    let _ = PartitionWriter::open(&dir, 0, opts, Supply::Inline);
+    if let Ok((mut w, _)) = PartitionWriter::open(&dir, 0, opts, Supply::Inline) {
+        // Appending after recovery: rolls out of a segment of any length.
+        let schema = std::sync::Arc::new(crate::pipeline::program::OutSchema {
+            fields: vec![("s".into(), crate::codec::FieldType::Str)],
+        });
+        let text = vec![b'x'; 1500];
+        let mut rows = Vec::new();
+        crate::sink::row::encode_values(&[crate::sink::row::RowValue::Text(&text)], &mut rows);
+        for _ in 0..4 {
+            let _ = w.append(&schema, 1, 0, 0, &rows, 1);
+        }
+    }
     if let Ok(mut t) = tailer::Tailer::open(&dir, tailer::StartAt::Oldest) {
         while let Some(f) = t.next_frame() {
             for r in crate::sink::row::RowIter::new(f.rows, f.schema) {

@@ -166,7 +166,9 @@ impl PartitionWriter {
                 Ok((map, scan)) => {
                     w.next_seq = scan.next_seq;
                     rec.frames_kept = scan.frames.len();
-                    sealed = scan.sealed;
+                    // A segment cut short (truncated by something else)
+                    // may lack room for the footer: start a new one.
+                    sealed = scan.sealed || map.len() - scan.end < 2 * FOOTER;
                     if !sealed {
                         w.pos = scan.end;
                         w.cur = Some(Arc::new(map));
@@ -357,7 +359,9 @@ impl PartitionWriter {
     fn write_frame(&mut self, h: FrameHeader, payload: &[u8]) {
         let cur = self.cur.as_ref().expect("a segment to write");
         let len = frame_len(payload.len());
-        debug_assert!(self.pos + len <= cur.len());
+        // Callers keep this (room() and the footer reserve); a frame past
+        // the mapping would be memory corruption, so it is checked always.
+        assert!(self.pos + len <= cur.len(), "frame past the segment end");
         let mut head = [0u8; FRAME_HEADER];
         h.encode_tail(&mut head);
         let base = cur.ptr().wrapping_add(self.pos);
@@ -421,34 +425,38 @@ impl PartitionWriter {
         }
         let new_pos = self.pos;
         if let Some(old) = old {
-            // The footer: its base_seq is the new segment's first.
-            self.cur = Some(old.clone());
-            self.pos = old_pos;
-            let h = FrameHeader {
-                kind: KIND_FOOTER,
-                base_seq: self.next_seq,
-                commit_ns: crate::sys::now_ns(),
-                ..FrameHeader::default()
-            };
-            self.write_frame(h, &[]);
-            self.cur = Some(next);
-            self.pos = new_pos;
+            // The footer: its base_seq is the new segment's first. (A
+            // segment cut short by something else may have no room for
+            // one; readers then move on by the new segment's name.)
+            if old.len() - old_pos >= FOOTER {
+                self.cur = Some(old.clone());
+                self.pos = old_pos;
+                let h = FrameHeader {
+                    kind: KIND_FOOTER,
+                    base_seq: self.next_seq,
+                    commit_ns: crate::sys::now_ns(),
+                    ..FrameHeader::default()
+                };
+                self.write_frame(h, &[]);
+                self.cur = Some(next.clone());
+                self.pos = new_pos;
+            }
             match &mut self.supply {
                 Supply::Inline => {
-                    if self.opts.fsync != Fsync::Never && old.sync(0, old_pos + FOOTER).is_err() {
+                    let end = (old_pos + FOOTER).min(old.len());
+                    if self.opts.fsync != Fsync::Never && old.sync(0, end).is_err() {
                         self.stats.sync_errors += 1;
                     }
                 }
-                Supply::Service {
-                    retired, activated, ..
-                } => {
+                Supply::Service { retired, .. } => {
                     // The journal thread syncs and unmaps it; if its ring
                     // is full, dropping here unmaps on this thread.
                     let _ = retired.push(old);
-                    let cur = self.cur.clone().expect("just activated");
-                    let _ = activated.push(cur);
                 }
             }
+        }
+        if let Supply::Service { activated, .. } = &mut self.supply {
+            let _ = activated.push(next);
         }
         self.shared.pos.store(self.pos as u64, Ordering::Release);
         self.shared.rolls.fetch_add(1, Ordering::Release);
