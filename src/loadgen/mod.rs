@@ -6,6 +6,8 @@
 //! closed, float ranges half-open, floats rounded to 2 decimals as
 //! WORKLOADS.md specifies.
 
+pub mod schedule;
+
 /// xoshiro256** seeded through SplitMix64.
 #[derive(Clone, Debug)]
 pub struct Rng {

@@ -6,6 +6,8 @@
 //! read while a shard runs may be one batch behind (# Staleness).
 //! Groups written by different threads sit on separate cache lines.
 
+pub mod hgrm;
+
 use crate::codec::Reason;
 use crate::sync::CachePadded;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
