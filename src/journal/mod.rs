@@ -2,11 +2,11 @@
 //! partition per shard, appended by the shard's worker itself
 //! (`docs/JOURNAL.md`).
 //!
-//! * [`format`]: the bytes, and the validation shared by recovery, readers
+//! * [`format`](mod@format): the bytes, and the validation shared by recovery, readers
 //!   and the fuzz target.
-//! * [`writer`]: appends frames on the worker; recovers a partition when
+//! * [`writer`](mod@writer): appends frames on the worker; recovers a partition when
 //!   it opens.
-//! * [`tailer`]: follows a partition from another thread or process.
+//! * [`tailer`](mod@tailer): follows a partition from another thread or process.
 //! * This module: opening a journal sink (lock, partitions, recovery) and
 //!   the journal thread, which does everything that may block so the
 //!   workers never do: creating and reserving the next segment, faulting

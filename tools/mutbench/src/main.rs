@@ -43,6 +43,21 @@ enum Workload {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// L1: ticks over UDP at a fixed rate through examples/ticks.mts into
+    /// a journal; latency from the intended send time (mutgen, mutlat and
+    /// the appliance as separate processes), beside sockperf's one-way
+    /// loopback latency.
+    Latency {
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// 3 s at 20 000/s: checks the run is whole, not its speed.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Run workloads in-process and print a Markdown table.
     Run {
         #[arg(long, value_enum, num_args = 1.., default_values = ["w1", "w2", "w4"])]
@@ -344,6 +359,8 @@ fn run_once(
 }
 
 /// iperf3's single-stream TCP loopback throughput in GB/s, if available.
+mod latency;
+
 fn iperf3() -> Option<f64> {
     let port = "5299";
     let mut server = std::process::Command::new("iperf3")
@@ -369,8 +386,104 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+fn latency_cmd(
+    rate: u64,
+    secs: u64,
+    quick: bool,
+    json: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let (rate, secs) = if quick { (20_000, 3) } else { (rate, secs) };
+    let one_way = latency::sockperf_pp(if quick { 1 } else { 5 });
+    if one_way.is_none() {
+        eprintln!(
+            "sockperf not found: one-way loopback latency not measured (tools/bench.sh installs it)"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("mutbench-l1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("L1: {rate} ticks/s over UDP for {secs} s ...");
+    let r = latency::run_l1(&dir, rate, secs);
+    if r.is_ok() && !quick {
+        let keep = std::path::Path::new("target/bench");
+        if std::fs::create_dir_all(keep).is_ok() {
+            let _ = std::fs::copy(dir.join("l1.hgrm"), keep.join("l1.hgrm"));
+            let _ = std::fs::copy(dir.join("l1.svg"), keep.join("l1.svg"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut r = r?;
+    r.one_way = one_way;
+    let f = |v: &[f64], i: usize| v.get(i).map_or("-".to_string(), |x| format!("{x:.1}"));
+    let mut md = format!(
+        "L1: {} ticks/s over UDP for {} s, examples/ticks.mts, journal; sent {}, kernel drops {}, journaled {}{}{}\n\n| µs | p50 | p90 | p99 | p99.9 | p99.99 | max |\n|---|---|---|---|---|---|---|\n",
+        r.rate,
+        r.secs,
+        r.sent,
+        r.kernel_drops,
+        r.journaled,
+        r.expected
+            .map_or(String::new(), |e| format!(" (expected {e})")),
+        if r.kept_schedule {
+            ""
+        } else {
+            "; mutgen fell behind its schedule"
+        }
+    );
+    md += &format!(
+        "| commit_ns − ts | {} | {} | {} | {} | {} | {} |\n",
+        f(&r.commit, 0),
+        f(&r.commit, 1),
+        f(&r.commit, 2),
+        f(&r.commit, 3),
+        f(&r.commit, 4),
+        f(&r.commit, 5)
+    );
+    md += &format!(
+        "| seen by a tailer process − ts | {} | {} | {} | {} | {} | {} |\n",
+        f(&r.tailer, 0),
+        f(&r.tailer, 1),
+        f(&r.tailer, 2),
+        f(&r.tailer, 3),
+        f(&r.tailer, 4),
+        f(&r.tailer, 5)
+    );
+    if let Some((a, b, c)) = r.one_way {
+        md +=
+            &format!("| one-way loopback (sockperf pp) | {a:.1} | - | {b:.1} | {c:.1} | - | - |\n");
+        md += &format!(
+            "| commit above loopback | {:.1} | - | {:.1} | {:.1} | - | - |\n| SPEC §9 budget | 5 | - | 15 | 40 | - | - |\n",
+            r.commit[0] - a,
+            r.commit[2] - b,
+            r.commit[3] - c
+        );
+    }
+    println!("{md}");
+    if let Some(p) = json {
+        let v = serde_json::json!({
+            "workload": "L1", "rate": r.rate, "secs": r.secs, "sent": r.sent,
+            "kernel_drops": r.kernel_drops, "journaled": r.journaled, "expected": r.expected,
+            "commit_us": r.commit, "tailer_us": r.tailer,
+            "one_way_us": r.one_way.map(|(a, b, c)| [a, b, c]),
+            "kept_schedule": r.kept_schedule,
+        });
+        std::fs::write(&p, serde_json::to_vec_pretty(&v)?)?;
+    }
+    if let Some(e) = r.expected
+        && e != r.journaled
+    {
+        bail!("L1 lost records: {} journaled, {e} expected", r.journaled);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Latency {
+            rate,
+            secs,
+            quick,
+            json,
+        } => latency_cmd(rate, secs, quick, json)?,
         Cmd::Send {
             addr,
             workload,

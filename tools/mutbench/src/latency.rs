@@ -1,0 +1,183 @@
+//! L1 (WORKLOADS.md): ticks over UDP, one per datagram, at a fixed rate,
+//! through `examples/ticks.mts` into a journal. The real binaries, as a
+//! user runs them: `mutstream run` (the embedded default: ticks.toml with
+//! its tables), `mutgen` on its schedule, and `mutlat --follow` as the
+//! tailer in another process. Latency is `commit_ns − ts` with `ts` the
+//! intended send time; beside it, `sockperf pp`'s one-way loopback latency
+//! from the same run, and SPEC §9's budget: p50 ≤ 5 µs, p99 ≤ 15 µs,
+//! p99.9 ≤ 40 µs above that.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace, beside mutbench itself.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.parent().context("exe dir")?.join(name);
+    if !p.exists() {
+        bail!(
+            "{} is not built: cargo build --release --workspace",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// One-way UDP loopback latency percentiles from `sockperf pp` (µs):
+/// (p50, p99, p99.9), or `None` without sockperf.
+pub fn sockperf_pp(secs: u32) -> Option<(f64, f64, f64)> {
+    let port = "11411";
+    let mut server = Command::new("sockperf")
+        .args(["server", "-i", "127.0.0.1", "-p", port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("sockperf")
+        .args(["pp", "-i", "127.0.0.1", "-p", port, "-t", &secs.to_string()])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.ok()?.stdout).into_owned();
+    let pct = |p: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.contains(&format!("percentile {p} =")))?
+            .rsplit('=')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((pct("50.000")?, pct("99.000")?, pct("99.900")?))
+}
+
+/// The figures of one L1 run.
+pub struct L1 {
+    pub rate: u64,
+    pub secs: u64,
+    pub sent: u64,
+    pub journaled: u64,
+    pub expected: Option<u64>,
+    pub kernel_drops: u64,
+    /// µs: p50, p90, p99, p99.9, p99.99, max.
+    pub commit: Vec<f64>,
+    pub tailer: Vec<f64>,
+    pub one_way: Option<(f64, f64, f64)>,
+    pub kept_schedule: bool,
+}
+
+/// Runs L1 at `rate` records/s for `secs` seconds in `dir`.
+pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
+    let cfg = mutstream::config::EMBEDDED
+        .replace("127.0.0.1:9000", "127.0.0.1:0")
+        .replace("127.0.0.1:9001", "127.0.0.1:0")
+        .replace("./mutstream-data/", &format!("{}/", dir.display()));
+    std::fs::write(dir.join("l1.toml"), cfg)?;
+    let mut app = Command::new(sibling("mutstream")?)
+        .args(["run", "--config", "l1.toml"])
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut err = BufReader::new(app.stderr.take().context("stderr")?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut udp = None;
+    loop {
+        let mut l = String::new();
+        if err.read_line(&mut l)? == 0 || Instant::now() > deadline {
+            bail!("mutstream did not start");
+        }
+        if let Some(a) = l.split("listening on udp ").nth(1) {
+            udp = a.split_whitespace().next().map(str::to_string);
+        }
+        if l.contains("running generation 1") {
+            break;
+        }
+    }
+    let udp = udp.context("no UDP source in the log")?;
+    let log =
+        std::thread::spawn(move || err.lines().map_while(Result::ok).collect::<Vec<String>>());
+    let journal = dir.join("ticks");
+    let lat = Command::new(sibling("mutlat")?)
+        .arg(&journal)
+        .args(["--follow", "--idle", "3s", "--hgrm"])
+        .arg(dir.join("l1.hgrm"))
+        .arg("--plot")
+        .arg(dir.join("l1.svg"))
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let g = Command::new(sibling("mutgen")?)
+        .args(["--addr", &udp, "--udp", "--rate", &rate.to_string()])
+        .args(["--duration", &format!("{secs}s"), "--batch", "1", "--quiet"])
+        .output()?;
+    let gen_out = String::from_utf8_lossy(&g.stdout).into_owned();
+    if !g.status.success() {
+        bail!("mutgen failed: {}", String::from_utf8_lossy(&g.stderr));
+    }
+    let lat_out = lat.wait_with_output()?;
+    let lat_text = String::from_utf8_lossy(&lat_out.stdout).into_owned();
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
+    app.wait()?;
+    let log = log.join().unwrap_or_default();
+    // "source ticks-udp: N records, 0 bad, D kernel drops, ..."
+    let (received, kernel_drops) = log
+        .iter()
+        .find_map(|l| {
+            let rest = l.split("source ticks-udp: ").nth(1)?;
+            let n = rest.split_whitespace().next()?.parse::<u64>().ok()?;
+            let d = rest
+                .split(", ")
+                .find(|p| p.ends_with("kernel drops"))
+                .and_then(|p| p.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            Some((n, d))
+        })
+        .context("no summary for ticks-udp")?;
+    let sent: u64 = gen_out
+        .split("sent ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .context("mutgen's report")?;
+    let to_journal: u64 = gen_out
+        .split(" routed to alerts, ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .context("mutgen's expected counts")?;
+    let row = |name: &str| -> Vec<f64> {
+        lat_text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| {
+                l.trim_start()[name.len()..]
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let commit = row("commit_ns - ts");
+    let tailer = row("tailer saw - ts");
+    if commit.len() != 7 {
+        bail!("mutlat's report:\n{lat_text}");
+    }
+    if received + kernel_drops != sent {
+        bail!("UDP accounting: sent {sent}, received {received} + kernel drops {kernel_drops}");
+    }
+    Ok(L1 {
+        rate,
+        secs,
+        sent,
+        journaled: commit[0] as u64,
+        // Which ticks the kernel dropped is unknown: exact only without drops.
+        expected: (kernel_drops == 0).then_some(to_journal),
+        kernel_drops,
+        commit: commit[1..].to_vec(),
+        tailer: tailer.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
+        one_way: None,
+        kept_schedule: gen_out.contains("kept its schedule"),
+    })
+}
