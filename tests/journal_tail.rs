@@ -216,3 +216,92 @@ segment_size = "64MiB"
         bytes / 4096
     );
 }
+
+/// Retention removes whole segments past `max_bytes`, whatever readers do;
+/// a tailer that falls behind them reports the gap and resumes at the
+/// oldest segment left.
+#[test]
+fn retention_removes_old_segments_and_a_late_tailer_reports_the_gap() {
+    use mutstream::config::{OnFull, SinkDef, SinkKind};
+    use mutstream::journal::tailer::Event;
+    let d = tempfile::tempdir().unwrap();
+    let def = SinkDef {
+        name: "r".into(),
+        kind: SinkKind::Journal,
+        path: Some(d.path().join("r")),
+        on_full: OnFull::Block,
+        segment_size: 1 << 20,
+        fsync: Fsync::Never,
+        fsync_interval: Duration::from_millis(100),
+        max_bytes: Some(3 << 20),
+        max_age: None,
+        line: 0,
+    };
+    let (mut writers, svc, _) = mutstream::journal::open(&def, 1).unwrap();
+    let mut w = writers.remove(0);
+    let metrics = Arc::new(mutstream::metrics::Metrics::new(1, 0, 1));
+    let life = Arc::new(mutstream::sink::Lifecycle::default());
+    let thread = {
+        let (m, l) = (metrics.clone(), life.clone());
+        std::thread::spawn(move || mutstream::journal::run_service(vec![(svc, 0)], &m, &l))
+    };
+    let part = w.dir().to_path_buf();
+    // A tailer that reads the first frame, then stalls.
+    let mut t = Tailer::open(&part, StartAt::Oldest).unwrap();
+    let s = Arc::new(schema());
+    let mut buf = Vec::new();
+    let mut k = 0u64;
+    let mut append = |w: &mut PartitionWriter, n: u64| {
+        for _ in 0..n {
+            buf.clear();
+            for i in k..k + 1024 {
+                encode_values(
+                    &[RowValue::U64(i), RowValue::F64(0.0), RowValue::I64(0)],
+                    &mut buf,
+                );
+            }
+            w.append(&s, 1, 0, 0, &buf, 1024).unwrap();
+            k += 1024;
+        }
+    };
+    append(&mut w, 1);
+    assert_eq!(t.next_frame().unwrap().header.base_seq, 0);
+    // ~10 MiB: ten segments, seven over the limit.
+    append(&mut w, 350);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let segs = mutstream::journal::segment::list_segments(&part).unwrap();
+        if segs.len() <= 3 {
+            assert!(segs[0].0 > 0, "the oldest went first");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention left {} segments",
+            segs.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metrics.sinks[0].segments_removed.get() >= 7);
+    // The stalled tailer still holds its (removed) first segment mapped and
+    // reads it to its end; then its next segment is gone: a gap, and it
+    // resumes at the oldest left.
+    let mut next = 1024u64;
+    let mut gap = None;
+    while let Some((base, count)) = t.next_frame().map(|f| (f.header.base_seq, f.header.count)) {
+        for e in t.take_events() {
+            if let Event::Gap { from, to } = e {
+                gap = Some((from, to));
+                next = to;
+            }
+        }
+        assert_eq!(base, next, "after the gap, in order");
+        next += count as u64;
+    }
+    let (from, to) = gap.expect("a gap was reported");
+    assert!(from < to && to > 1024, "gap {from}..{to}");
+    assert_eq!(next, k, "read to the end after the gap");
+    life.workers_done
+        .store(true, std::sync::atomic::Ordering::Release);
+    thread.join().unwrap();
+}
