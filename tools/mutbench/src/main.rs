@@ -423,10 +423,13 @@ fn latency_cmd(
         r.journaled,
         r.expected
             .map_or(String::new(), |e| format!(" (expected {e})")),
-        if r.kept_schedule {
-            ""
+                if r.kept_schedule {
+            String::new()
         } else {
-            "; mutgen fell behind its schedule"
+            format!(
+                "; mutgen fell behind its schedule by up to {} ms",
+                r.sender_lag_ms.map_or("?".into(), |l| format!("{l:.2}"))
+            )
         }
     );
     md += &format!(

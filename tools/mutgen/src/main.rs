@@ -70,6 +70,10 @@ struct Args {
     /// receiver hold the sender back at once).
     #[arg(long)]
     sndbuf: Option<u32>,
+        /// Pin the sender threads to this CPU (keep them off the appliance's
+    /// worker cores when both share a machine).
+    #[arg(long)]
+    pin: Option<usize>,
     /// No progress line.
     #[arg(long, short)]
     quiet: bool,
@@ -205,8 +209,12 @@ fn run(a: Args) -> anyhow::Result<()> {
             let n = sched.per_conn(c, total);
             let udp = a.udp;
             let log = a.sent_log.is_some();
-            let sndbuf = a.sndbuf;
-            std::thread::spawn(move || -> anyhow::Result<(Expect, Vec<u64>)> {
+                        let sndbuf = a.sndbuf;
+            let pin = a.pin;
+                        std::thread::spawn(move || -> anyhow::Result<(Expect, Vec<u64>)> {
+                if let Some(cpu) = pin {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                }
                 let r = send_conn(
                     kind, sched, a.seed, c, n, batch, udp, addr, &shared, log, sndbuf,
                 );
