@@ -67,7 +67,7 @@ pub struct L1 {
     pub commit: Vec<f64>,
     pub tailer: Vec<f64>,
     pub one_way: Option<(f64, f64, f64)>,
-        pub kept_schedule: bool,
+    pub kept_schedule: bool,
     /// How far mutgen fell behind its schedule, when it did (ms).
     pub sender_lag_ms: Option<f64>,
 }
@@ -111,7 +111,7 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
         .arg(dir.join("l1.svg"))
         .stdout(Stdio::piped())
         .spawn()?;
-        // The sender on the last CPU, away from the worker (CPU 0).
+    // The sender on the last CPU, away from the worker (CPU 0).
     let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
     let g = Command::new(sibling("mutgen")?)
         .args(["--addr", &udp, "--udp", "--rate", &rate.to_string()])
@@ -183,7 +183,7 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
         commit: commit[1..].to_vec(),
         tailer: tailer.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
         one_way: None,
-                kept_schedule: gen_out.contains("kept its schedule"),
+        kept_schedule: gen_out.contains("kept its schedule"),
         sender_lag_ms: gen_out
             .split("fell behind its schedule by up to ")
             .nth(1)

@@ -423,7 +423,7 @@ fn latency_cmd(
         r.journaled,
         r.expected
             .map_or(String::new(), |e| format!(" (expected {e})")),
-                if r.kept_schedule {
+        if r.kept_schedule {
             String::new()
         } else {
             format!(

@@ -70,7 +70,7 @@ struct Args {
     /// receiver hold the sender back at once).
     #[arg(long)]
     sndbuf: Option<u32>,
-        /// Pin the sender threads to this CPU (keep them off the appliance's
+    /// Pin the sender threads to this CPU (keep them off the appliance's
     /// worker cores when both share a machine).
     #[arg(long)]
     pin: Option<usize>,
@@ -209,9 +209,9 @@ fn run(a: Args) -> anyhow::Result<()> {
             let n = sched.per_conn(c, total);
             let udp = a.udp;
             let log = a.sent_log.is_some();
-                        let sndbuf = a.sndbuf;
+            let sndbuf = a.sndbuf;
             let pin = a.pin;
-                        std::thread::spawn(move || -> anyhow::Result<(Expect, Vec<u64>)> {
+            std::thread::spawn(move || -> anyhow::Result<(Expect, Vec<u64>)> {
                 if let Some(cpu) = pin {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
