@@ -4,6 +4,8 @@
 # latency; installed from Debian when missing):
 #   * W1, W2, W4: filter + eval into blackhole sinks, 1 shard, median of 3;
 #   * W4 again into journal sinks;
+#   * W3: ticks over UDP, 32 per datagram, at the sender's maximum rate,
+#     against a do-nothing receiver fed by the same sender;
 #   * L1: ticks over UDP at 100 000/s for 30 s through examples/ticks.mts
 #     into a journal, latency from the intended send time (mutgen, mutlat
 #     and the appliance as separate processes).
@@ -24,6 +26,7 @@ if [ "${1:-}" = "--quick" ]; then
   # Correctness, not speed: a run that loses a record fails.
   target/release/mutbench run --records 400000 --runs 1 --no-limits
   target/release/mutbench run --workload w4 --sink journal --records 400000 --runs 1 --no-limits
+    target/release/mutbench udp --datagrams 20000 --runs 1
   target/release/mutbench latency --quick
   exit 0
 fi
@@ -31,4 +34,5 @@ install iperf3
 install sockperf
 target/release/mutbench run --json target/bench/w1w2w4.json "$@"
 target/release/mutbench run --workload w4 --sink journal --json target/bench/w4-journal.json "$@"
+target/release/mutbench udp --json target/bench/w3.json
 target/release/mutbench latency --json target/bench/l1.json

@@ -43,6 +43,18 @@ enum Workload {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// W3: ticks over UDP, 32 per datagram, at the sender's maximum rate:
+    /// datagrams/s the appliance receives against a do-nothing receiver
+    /// fed by the same sender in the same run (SPEC: ≥ 95 %).
+    Udp {
+        /// Datagrams per run (default 1 562 500: WORKLOADS.md's 50 M ticks).
+        #[arg(long, default_value_t = 1_562_500)]
+        datagrams: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// L1: ticks over UDP at a fixed rate through examples/ticks.mts into
     /// a journal; latency from the intended send time (mutgen, mutlat and
     /// the appliance as separate processes), beside sockperf's one-way
@@ -360,6 +372,52 @@ fn run_once(
 
 /// iperf3's single-stream TCP loopback throughput in GB/s, if available.
 mod latency;
+mod udp;
+
+fn udp_cmd(datagrams: u64, runs: usize, json: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    eprintln!("W3: generating 100 000 seeded datagrams of 32 ticks");
+    let block = udp::datagrams(100_000);
+    let (mut base, mut app, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..runs {
+        let b = udp::baseline(&block, datagrams)?;
+        let dir = std::env::temp_dir().join(format!("mutbench-w3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let a = udp::appliance(&block, datagrams, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = a?;
+        eprintln!(
+            "W3 run {}: do-nothing receiver {:.0} datagrams/s ({} dropped), appliance {:.0} datagrams/s ({} dropped, {} counted by the kernel), ratio {:.3}",
+            r + 1,
+            b.rate(),
+            b.dropped,
+            a.rate(),
+            a.dropped,
+            a.counted.unwrap_or(0),
+            a.rate() / b.rate()
+        );
+        ratio.push(a.rate() / b.rate());
+        base.push(b.rate());
+        app.push(a.rate());
+    }
+    let (b, a, q) = (median(&mut base), median(&mut app), median(&mut ratio));
+    println!(
+        "| W3 UDP, 32 ticks per datagram | {datagrams} datagrams | receiver {:.0}/s | appliance {:.0}/s ({:.2} M ticks/s) | {:.1} % of the receiver (SPEC ≥ 95 %) |",
+        b,
+        a,
+        a * 32.0 / 1e6,
+        q * 100.0
+    );
+    if let Some(p) = json {
+        std::fs::write(
+            p,
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "workload": "W3", "datagrams": datagrams, "runs": runs,
+                "receiver_datagrams_per_s": b, "appliance_datagrams_per_s": a, "ratio": q,
+            }))?,
+        )?;
+    }
+    Ok(())
+}
 
 fn iperf3() -> Option<f64> {
     let port = "5299";
@@ -487,6 +545,11 @@ fn main() -> anyhow::Result<()> {
             quick,
             json,
         } => latency_cmd(rate, secs, quick, json)?,
+        Cmd::Udp {
+            datagrams,
+            runs,
+            json,
+        } => udp_cmd(datagrams, runs, json)?,
         Cmd::Send {
             addr,
             workload,
