@@ -269,7 +269,7 @@ impl JournalService {
                 .collect();
             total += sizes.iter().sum::<u64>();
             for i in 0..segs.len().saturating_sub(1) {
-                let ended = segment_created(&segs[i + 1].1).unwrap_or(now);
+                let ended = segment::read_header(&segs[i + 1].1).map_or(now, |h| h.created_ns);
                 cands.push((ended, segs[i].1.clone(), sizes[i]));
             }
         }
@@ -316,13 +316,6 @@ impl JournalService {
             }
         }
     }
-}
-
-fn segment_created(path: &Path) -> Option<u64> {
-    use std::io::Read;
-    let mut b = [0u8; format::SEGMENT_HEADER];
-    File::open(path).ok()?.read_exact(&mut b).ok()?;
-    format::SegmentHeader::decode(&b).ok().map(|h| h.created_ns)
 }
 
 /// The journal thread: runs until every worker is done, then syncs.

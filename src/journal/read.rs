@@ -8,7 +8,7 @@ use crate::pipeline::program::OutSchema;
 use crate::sink::json;
 use crate::sink::row::{RowIter, RowValue, RowView};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -401,14 +401,6 @@ fn csv_text(out: &mut Vec<u8>, s: &[u8]) {
     } else {
         out.extend_from_slice(s);
     }
-}
-
-/// The partition directories of a journal (for tools).
-///
-/// # Errors
-/// The directory cannot be listed.
-pub fn partitions(dir: &Path) -> std::io::Result<Vec<(u32, PathBuf)>> {
-    list_partitions(dir)
 }
 
 #[cfg(test)]

@@ -35,6 +35,14 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(v)
 }
 
+/// The header of segment file `path`, if it has a valid one.
+pub fn read_header(path: &Path) -> Option<super::format::SegmentHeader> {
+    use std::io::Read;
+    let mut b = [0u8; super::format::SEGMENT_HEADER];
+    File::open(path).ok()?.read_exact(&mut b).ok()?;
+    super::format::SegmentHeader::decode(&b).ok()
+}
+
 /// A partition directory inside a journal directory.
 pub fn partition_dir(journal: &Path, shard: u32) -> PathBuf {
     journal.join(format!("shard-{shard}"))

@@ -6,7 +6,7 @@ use super::format::{
     self, FRAME_HEADER, FrameError, FrameHeader, KIND_DATA, KIND_FOOTER, KIND_SCHEMA,
     SEGMENT_HEADER, SegmentHeader,
 };
-use super::segment::list_segments;
+use super::segment::{list_segments, read_header};
 use crate::pipeline::program::OutSchema;
 use memmap2::Mmap;
 use std::collections::HashMap;
@@ -69,7 +69,9 @@ pub struct Frame<'a> {
 }
 
 struct Seg {
-    map: Mmap,
+    /// `None` for a segment whose header is unusable (the tailer is stuck
+    /// on it until a later one appears).
+    map: Option<Mmap>,
     path: PathBuf,
     first_seq: u64,
 }
@@ -166,7 +168,7 @@ impl Tailer {
         match m {
             Ok(map) if SegmentHeader::decode(&map).is_ok() => {
                 self.seg = Some(Seg {
-                    map,
+                    map: Some(map),
                     path,
                     first_seq: first,
                 });
@@ -178,12 +180,7 @@ impl Tailer {
                     why: "segment header unusable",
                 });
                 self.seg = Some(Seg {
-                    map: memmap2::MmapOptions::new()
-                        .len(1)
-                        .map_anon()
-                        .expect("a page")
-                        .make_read_only()
-                        .expect("read only"),
+                    map: None,
                     path,
                     first_seq: first,
                 });
@@ -233,12 +230,13 @@ impl Tailer {
                 continue;
             }
             let seg = self.seg.as_ref().expect("checked");
-            let len_total = seg.map.len();
+            let map = seg.map.as_ref().expect("only a stuck tailer has no map");
+            let len_total = map.len();
             if self.pos + FRAME_HEADER > len_total {
                 self.stuck = true;
                 continue;
             }
-            let at_ptr = seg.map.as_ptr().wrapping_add(self.pos);
+            let at_ptr = map.as_ptr().wrapping_add(self.pos);
             // SAFETY: `pos` is 8-aligned inside the mapping (frames are
             // multiples of 8 from the 64-byte header) and the mapping
             // outlives the reference; it is only loaded from, never
@@ -364,7 +362,8 @@ impl Tailer {
             }
             self.start = StartAt::Oldest;
             let seg = self.seg.as_ref().expect("checked");
-            let p = seg.map.as_ptr().wrapping_add(at + FRAME_HEADER);
+            let map = seg.map.as_ref().expect("read from this map above");
+            let p = map.as_ptr().wrapping_add(at + FRAME_HEADER);
             // SAFETY: as above: committed, in bounds, never rewritten.
             let rows = unsafe { std::slice::from_raw_parts(p, h.payload_len as usize) };
             return Some(Frame {
@@ -385,11 +384,4 @@ impl Tailer {
                 .any(|(f, _)| *f > cur && *f >= self.next_seq || *f == self.next_seq && *f != cur)
         })
     }
-}
-
-fn read_header(path: &Path) -> Option<SegmentHeader> {
-    use std::io::Read;
-    let mut b = [0u8; SEGMENT_HEADER];
-    std::fs::File::open(path).ok()?.read_exact(&mut b).ok()?;
-    SegmentHeader::decode(&b).ok()
 }

@@ -27,9 +27,6 @@ pub struct Shared {
     /// The committed end of the current segment (release-stored after
     /// every frame).
     pub pos: AtomicU64,
-    /// Rolls so far; the journal thread compares it to know which segment
-    /// `pos` is in.
-    pub rolls: AtomicU64,
 }
 
 /// Where the next segment comes from.
@@ -92,9 +89,12 @@ pub struct PartitionWriter {
     pos: usize,
     next_seq: u64,
     schemas: Vec<(Arc<OutSchema>, u32)>,
+    /// Each schema id's schema frame payload (id `k` at `k - 1`), encoded
+    /// once when the id is assigned.
+    payloads: Vec<Vec<u8>>,
     /// Schema ids with a schema frame in the current segment.
     written: Vec<u32>,
-    schema_buf: Vec<u8>,
+
     shared: Arc<Shared>,
     supply: Supply,
     /// A prepared segment kept after a failed rename.
@@ -133,7 +133,8 @@ impl PartitionWriter {
             next_seq: 0,
             schemas: Vec::new(),
             written: Vec::new(),
-            schema_buf: Vec::new(),
+            payloads: Vec::new(),
+
             shared: Arc::new(Shared::default()),
             supply,
             spare: None,
@@ -315,33 +316,20 @@ impl PartitionWriter {
             self.schemas.push((s.clone(), id));
             return id;
         }
-        let id = self.schemas.iter().map(|&(_, i)| i).max().unwrap_or(0) + 1;
+        let mut payload = Vec::new();
+        format::encode_schema(s, &mut payload);
+        self.payloads.push(payload);
+        let id = self.payloads.len() as u32;
         self.schemas.push((s.clone(), id));
         id
     }
 
-    fn schema_frame_len(&mut self, sid: u32) -> usize {
-        let s = self
-            .schemas
-            .iter()
-            .find(|&&(_, i)| i == sid)
-            .expect("known id");
-        self.schema_buf.clear();
-        format::encode_schema(&s.0.clone(), &mut self.schema_buf);
-        frame_len(self.schema_buf.len())
+    fn schema_frame_len(&self, sid: u32) -> usize {
+        frame_len(self.payloads[sid as usize - 1].len())
     }
 
     fn write_schema(&mut self, sid: u32) {
-        let s = self
-            .schemas
-            .iter()
-            .find(|&&(_, i)| i == sid)
-            .expect("known id")
-            .0
-            .clone();
-        let mut buf = std::mem::take(&mut self.schema_buf);
-        buf.clear();
-        format::encode_schema(&s, &mut buf);
+        let buf = std::mem::take(&mut self.payloads[sid as usize - 1]);
         let h = FrameHeader {
             kind: KIND_SCHEMA,
             schema_id: sid,
@@ -351,7 +339,7 @@ impl PartitionWriter {
             ..FrameHeader::default()
         };
         self.write_frame(h, &buf);
-        self.schema_buf = buf;
+        self.payloads[sid as usize - 1] = buf;
         self.written.push(sid);
     }
 
@@ -459,7 +447,7 @@ impl PartitionWriter {
             let _ = activated.push(next);
         }
         self.shared.pos.store(self.pos as u64, Ordering::Release);
-        self.shared.rolls.fetch_add(1, Ordering::Release);
+
         self.stats.rolls += 1;
         Ok(())
     }

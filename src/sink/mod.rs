@@ -70,6 +70,27 @@ pub struct SinkPort {
 }
 
 impl SinkPort {
+    /// A port written on the worker itself (a blackhole or a journal): no
+    /// ring and no pool, so its rings are placeholders of one slot.
+    fn direct(def: &SinkDef, ring_capacity: usize) -> SinkPort {
+        let (tx, _) = rtrb::RingBuffer::new(1);
+        let (_, back) = rtrb::RingBuffer::new(1);
+        SinkPort {
+            tx,
+            back,
+            free: Vec::new(),
+            scratch: row::Scratch::default(),
+            in_flight: 0,
+            capacity: ring_capacity,
+            on_full: def.on_full,
+            counts_only: false,
+            pool: 0,
+            batch_bytes: 0,
+            journal: None,
+            rows: Vec::new(),
+        }
+    }
+
     /// Allocates the port's pool of batches. Called on the worker thread,
     /// so the memory comes from the worker's own allocator arena: growing a
     /// batch later never takes a lock another thread holds.
@@ -393,44 +414,19 @@ pub fn start(
         if let Some(parts) = parts {
             // A journal: each worker appends to its own partition.
             for (port_list, w) in ports.iter_mut().zip(parts) {
-                let (tx, _) = rtrb::RingBuffer::new(1);
-                let (_, back) = rtrb::RingBuffer::new(1);
-                port_list.push(SinkPort {
-                    tx,
-                    back,
-                    free: Vec::new(),
-                    scratch: row::Scratch::default(),
-                    in_flight: 0,
-                    capacity: ring_capacity,
-                    on_full: def.on_full,
-                    counts_only: false,
-                    pool: 0,
-                    batch_bytes: batch_max * 64,
-                    journal: Some(Box::new(w)),
-                    rows: Vec::new(),
-                });
+                let mut p = SinkPort::direct(def, ring_capacity);
+                p.batch_bytes = batch_max * 64;
+                p.journal = Some(Box::new(w));
+                port_list.push(p);
             }
             continue;
         }
         let Some(writer) = writer else {
             // A blackhole counts on the worker: no ring, no thread.
             for port_list in ports.iter_mut() {
-                let (tx, _) = rtrb::RingBuffer::new(1);
-                let (_, back) = rtrb::RingBuffer::new(1);
-                port_list.push(SinkPort {
-                    tx,
-                    back,
-                    free: Vec::new(),
-                    scratch: row::Scratch::default(),
-                    in_flight: 0,
-                    capacity: ring_capacity,
-                    on_full: def.on_full,
-                    counts_only: true,
-                    pool: 0,
-                    batch_bytes: 0,
-                    journal: None,
-                    rows: Vec::new(),
-                });
+                let mut p = SinkPort::direct(def, ring_capacity);
+                p.counts_only = true;
+                port_list.push(p);
             }
             continue;
         };

@@ -48,41 +48,19 @@ fn blast(addr: SocketAddr, block: &[u8], total: u64) -> anyhow::Result<()> {
     }
     let s = UdpSocket::bind("127.0.0.1:0")?;
     s.connect(addr)?;
-    let dlen = PER_DATAGRAM * 32;
-    let per_block = block.len() / dlen;
-    let mut iov: Vec<libc::iovec> = (0..per_block)
-        .map(|i| libc::iovec {
-            iov_base: block[i * dlen..].as_ptr() as *mut libc::c_void,
-            iov_len: dlen,
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid header.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let datagrams: Vec<&[u8]> = block.chunks_exact(PER_DATAGRAM * 32).collect();
     let mut sent = 0u64;
     let mut at = 0usize;
     while sent < total {
-        let k = (total - sent).min(32).min((per_block - at) as u64) as usize;
-        // SAFETY: `msgs[at..at + k]` point into `block`, alive for the
-        // call; the socket is connected.
-        let r =
-            unsafe { libc::sendmmsg(s.as_raw_fd(), msgs[at..].as_mut_ptr(), k as libc::c_uint, 0) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOBUFS) || e.raw_os_error() == Some(libc::EAGAIN) {
-                continue;
+        let k = (total - sent).min(32).min((datagrams.len() - at) as u64) as usize;
+        match mutstream::sys::sendmmsg(s.as_raw_fd(), &datagrams[at..at + k]) {
+            Ok(n) => {
+                sent += n as u64;
+                at = (at + n) % datagrams.len();
             }
-            bail!("sendmmsg: {e}");
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => {}
+            Err(e) => bail!("sendmmsg: {e}"),
         }
-        sent += r as u64;
-        at = (at + r as usize) % per_block;
     }
     Ok(())
 }

@@ -365,40 +365,14 @@ fn send_conn(
 /// `sendmmsg(2)` calls as the kernel allows.
 fn send_many(u: &UdpSocket, buf: &[u8], bounds: &[(usize, usize)]) {
     use std::os::fd::AsRawFd;
-    let mut iov: Vec<libc::iovec> = bounds
-        .iter()
-        .map(|&(o, l)| libc::iovec {
-            iov_base: buf[o..o + l].as_ptr() as *mut libc::c_void,
-            iov_len: l,
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let datagrams: Vec<&[u8]> = bounds.iter().map(|&(o, l)| &buf[o..o + l]).collect();
     let mut done = 0;
-    while done < msgs.len() {
-        // SAFETY: `msgs[done..]` are valid headers whose iovecs point into
-        // `buf`, which outlives the call; the socket is connected, so no
-        // address is needed.
-        let r = unsafe {
-            libc::sendmmsg(
-                u.as_raw_fd(),
-                msgs[done..].as_mut_ptr(),
-                (msgs.len() - done) as libc::c_uint,
-                0,
-            )
-        };
-        if r <= 0 {
-            return; // refused or failed: counted as sent, like send()
+    while done < datagrams.len() {
+        match mutstream::sys::sendmmsg(u.as_raw_fd(), &datagrams[done..]) {
+            Ok(n) if n > 0 => done += n,
+            // Refused or failed: counted as sent, like send().
+            _ => return,
         }
-        done += r as usize;
     }
 }
 

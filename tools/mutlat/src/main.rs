@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mutstream::codec::FieldType;
-use mutstream::journal::read::partitions;
+use mutstream::journal::segment::list_partitions;
 use mutstream::journal::tailer::{StartAt, Tailer};
 use mutstream::metrics::hgrm;
 use mutstream::sink::row::{RowIter, RowValue};
@@ -143,7 +143,8 @@ fn run(a: Args) -> anyhow::Result<()> {
         .map(humantime::parse_duration)
         .transpose()
         .context("--for")?;
-    let parts = partitions(&dir).with_context(|| format!("{}: not a journal", dir.display()))?;
+    let parts =
+        list_partitions(&dir).with_context(|| format!("{}: not a journal", dir.display()))?;
     if parts.is_empty() {
         bail!("{}: no partitions (shard-N directories)", dir.display());
     }
