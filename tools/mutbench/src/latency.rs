@@ -30,13 +30,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 /// (p50, p99, p99.9), or `None` without sockperf.
 pub fn sockperf_pp(secs: u32) -> Option<(f64, f64, f64)> {
     let port = "11411";
-    let mut server = Command::new("sockperf")
-        .args(["server", "-i", "127.0.0.1", "-p", port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(Duration::from_millis(300));
+    let mut server = sockperf_server(port)?;
     let out = Command::new("sockperf")
         .args(["pp", "-i", "127.0.0.1", "-p", port, "-t", &secs.to_string()])
         .output();
@@ -53,6 +47,41 @@ pub fn sockperf_pp(secs: u32) -> Option<(f64, f64, f64)> {
             .ok()
     };
     Some((pct("50.000")?, pct("99.000")?, pct("99.900")?))
+}
+
+/// sockperf's UDP throughput over loopback for `size`-byte messages:
+/// messages/s its sender achieved against a sockperf server
+/// (`sockperf tp`), if sockperf is installed.
+pub fn sockperf_tp(size: usize, secs: u32) -> Option<f64> {
+    let port = "11412";
+    let mut server = sockperf_server(port)?;
+    let out = Command::new("sockperf")
+        .args(["tp", "-i", "127.0.0.1", "-p", port, "-m", &size.to_string()])
+        .args(["-t", &secs.to_string()])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.ok()?.stdout).into_owned();
+    // "sockperf: Summary: Message Rate is 487728 [msg/sec]"
+    text.lines()
+        .find_map(|l| l.split_once("Message Rate is "))?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A sockperf server on loopback `port`, given time to bind.
+fn sockperf_server(port: &str) -> Option<std::process::Child> {
+    let server = Command::new("sockperf")
+        .args(["server", "-i", "127.0.0.1", "-p", port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Some(server)
 }
 
 /// The figures of one L1 run.

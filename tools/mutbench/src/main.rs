@@ -98,6 +98,27 @@ enum Cmd {
         #[arg(long)]
         journal_dir: Option<std::path::PathBuf>,
     },
+    /// W1 with a `file` sink through mutstream and its peers (syslog-ng,
+    /// rsyslog, Vector, Fluent Bit), each a separate process on the same
+    /// seeded bytes; configurations in tools/peers/.
+    Peers {
+        /// Records per run (W1 is 20 M; the peers take minutes for that).
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        conns: usize,
+        /// Systems to run, in this order.
+        #[arg(long, num_args = 1.., default_values = ["mutstream", "syslog-ng", "rsyslog", "vector", "fluent-bit"])]
+        peer: Vec<String>,
+        /// Install the Debian packages of missing peers (apt-get, one
+        /// after the other: syslog-ng and rsyslog conflict).
+        #[arg(long)]
+        install: bool,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Send a seeded workload to a running appliance.
     Send {
         #[arg(long)]
@@ -268,7 +289,12 @@ fn threads_named(prefix: &str) -> Vec<i32> {
 
 /// utime + stime of thread `tid` of this process, in seconds.
 fn thread_cpu(tid: i32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    stat_cpu(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// utime + stime from a `/proc/.../stat` file, in seconds.
+fn stat_cpu(path: &str) -> f64 {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the ")" of the command name; utime and stime are 14 and 15.
     let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -370,11 +396,112 @@ fn run_once(
     })
 }
 
-/// iperf3's single-stream TCP loopback throughput in GB/s, if available.
 mod latency;
+mod peers;
 mod udp;
 
+#[allow(clippy::too_many_arguments)]
+fn peers_cmd(
+    records: u64,
+    runs: usize,
+    conns: usize,
+    names: Vec<String>,
+    install: bool,
+    json: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    for n in &names {
+        if !peers::PEERS.iter().any(|p| p.name == n) {
+            bail!(
+                "unknown peer {n:?}: one of {}",
+                peers::PEERS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let unique = (records / conns as u64).clamp(1, 1_000_000);
+    let per = records / conns as u64;
+    let per_conn: Vec<u64> = (0..conns)
+        .map(|c| {
+            if c == conns - 1 {
+                records - per * (conns as u64 - 1)
+            } else {
+                per
+            }
+        })
+        .collect();
+    eprintln!("W1 for peers: generating {conns} x {unique} seeded records");
+    let blocks: Vec<Vec<u8>> = (0..conns)
+        .map(|c| block(Workload::W1, 1, c as u64, unique))
+        .collect();
+    // P1 passes temp > 25.0: count it on the same draws.
+    let mut expected = 0;
+    for (c, &n) in per_conn.iter().enumerate() {
+        let mut r = Rng::for_stream(1, c as u64);
+        let pass: Vec<bool> = (0..unique)
+            .map(|i| Sensor::draw(&mut r, i).temp > 25.0)
+            .collect();
+        let all = pass.iter().filter(|&&p| p).count() as u64;
+        let head = pass[..(n % unique) as usize].iter().filter(|&&p| p).count() as u64;
+        expected += n / unique * all + head;
+    }
+    eprintln!("W1 for peers: {records} records, {expected} pass P1");
+    let load = peers::Load {
+        blocks: &blocks,
+        unique,
+        per_conn,
+        expected,
+    };
+    let (rows, skipped) = peers::run(&names, &load, records, runs, install)?;
+    let base = rows
+        .iter()
+        .find(|r| r.name == "mutstream")
+        .map(|r| r.per_cpu);
+    let mut md = format!(
+        "W1 with a file sink: {records} sensor JSON records over {conns} TCP connections, P1 ({expected} pass), median of {runs}\n\n| system | version | rec/s | rec per CPU-s | per CPU-s, mutstream ÷ system | records written |\n|---|---|---|---|---|---|\n"
+    );
+    let mut out = Vec::new();
+    for r in &rows {
+        md += &format!(
+            "| {} | {} | {:.0} k | {:.0} k | {} | {expected} of {expected} |\n",
+            r.name,
+            r.version,
+            r.rate / 1e3,
+            r.per_cpu / 1e3,
+            base.map_or("-".into(), |b| format!("{:.1}x", b / r.per_cpu)),
+        );
+        out.push(serde_json::json!({
+            "system": r.name, "version": r.version, "records": records, "expected": expected,
+            "runs": runs, "records_per_s": r.rate, "records_per_cpu_s": r.per_cpu,
+            "mutstream_per_cpu_ratio": base.map(|b| b / r.per_cpu),
+        }));
+    }
+    for s in &skipped {
+        md += &format!("\nskipped: {s}");
+    }
+    println!("{md}");
+    if let Some(p) = json {
+        std::fs::write(
+            &p,
+            serde_json::to_vec_pretty(&serde_json::json!({"rows": out, "skipped": skipped}))?,
+        )?;
+    }
+    Ok(())
+}
+
 fn udp_cmd(datagrams: u64, runs: usize, json: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let tp: Vec<Option<f64>> = [64, 1024]
+        .iter()
+        .map(|&b| latency::sockperf_tp(b, 3))
+        .collect();
+    match (tp[0], tp[1]) {
+        (Some(a), Some(b)) => {
+            eprintln!("sockperf tp over loopback: {a:.0} msg/s at 64 B, {b:.0} msg/s at 1024 B")
+        }
+        _ => eprintln!("sockperf not found: UDP limits not measured (tools/bench.sh installs it)"),
+    }
     eprintln!("W3: generating 100 000 seeded datagrams of 32 ticks");
     let block = udp::datagrams(100_000);
     let (mut base, mut app, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
@@ -401,11 +528,18 @@ fn udp_cmd(datagrams: u64, runs: usize, json: Option<std::path::PathBuf>) -> any
     }
     let (b, a, q) = (median(&mut base), median(&mut app), median(&mut ratio));
     println!(
-        "| W3 UDP, 32 ticks per datagram | {datagrams} datagrams | receiver {:.0}/s | appliance {:.0}/s ({:.2} M ticks/s) | {:.1} % of the receiver (SPEC ≥ 95 %) |",
+        "| W3 UDP, 32 ticks per datagram | {datagrams} datagrams | receiver {:.0}/s | appliance {:.0}/s ({:.2} M ticks/s) | {:.1} % of the receiver (SPEC ≥ 95 %) | {} |",
         b,
         a,
         a * 32.0 / 1e6,
-        q * 100.0
+        q * 100.0,
+        match (tp[0], tp[1]) {
+            (Some(s), Some(l)) => format!(
+                "sockperf tp {s:.0}/s at 64 B, {l:.0}/s at 1024 B ({:.1} % of it)",
+                a / l * 100.0
+            ),
+            _ => "sockperf not measured".into(),
+        }
     );
     if let Some(p) = json {
         std::fs::write(
@@ -413,12 +547,14 @@ fn udp_cmd(datagrams: u64, runs: usize, json: Option<std::path::PathBuf>) -> any
             serde_json::to_vec_pretty(&serde_json::json!({
                 "workload": "W3", "datagrams": datagrams, "runs": runs,
                 "receiver_datagrams_per_s": b, "appliance_datagrams_per_s": a, "ratio": q,
+                "sockperf_tp_64_msgs_per_s": tp[0], "sockperf_tp_1024_msgs_per_s": tp[1],
             }))?,
         )?;
     }
     Ok(())
 }
 
+/// iperf3's single-stream TCP loopback throughput in GB/s, if available.
 fn iperf3() -> Option<f64> {
     let port = "5299";
     let mut server = std::process::Command::new("iperf3")
@@ -539,6 +675,14 @@ fn latency_cmd(
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Peers {
+            records,
+            runs,
+            conns,
+            peer,
+            install,
+            json,
+        } => peers_cmd(records, runs, conns, peer, install, json)?,
         Cmd::Latency {
             rate,
             secs,
