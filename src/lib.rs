@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod journal;
 pub mod loadgen;
 pub mod metrics;

@@ -92,11 +92,8 @@ enum Command {
         #[arg(long)]
         expect: Option<PathBuf>,
     },
-    /// Control-plane client.
-    Ctl {
-        #[arg(num_args = 0.., allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Change and inspect a running appliance through its admin API.
+    Ctl(mutstream::control::client::CtlArgs),
     /// Print journal records with `_gen`, `_shard`, `_seq`, `_ingest_ns`, `_commit_ns`.
     Read {
         /// A journal sink's directory (its `path`).
@@ -178,7 +175,7 @@ fn main() -> ExitCode {
             input.as_deref(),
             expect.as_deref(),
         ),
-        Command::Ctl { .. } => not_yet("ctl"),
+        Command::Ctl(args) => Ok(mutstream::control::client::main(args)),
         Command::Read {
             dir,
             follow,
@@ -506,8 +503,8 @@ fn describe(cfg: &Config, plan: &mutstream::pipeline::Plan, pipeline: Option<&Pa
 }
 
 fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
+    use mutstream::control::{Controller, Op, Request, engine::ControlError, http::Server};
     let cfg = load(path)?;
-    let _ = fresh; // Generations are not persisted yet: every start is fresh.
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -516,14 +513,35 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("cannot install signal handlers")?;
     let shutdown_timeout = cfg.runtime.shutdown_timeout;
-    let mut app = match Appliance::start(cfg) {
-        Ok(a) => a,
-        Err(e @ mutstream::runtime::StartError::Journal(_)) => {
+    let admin = cfg.admin.clone();
+    // Bound before the data plane starts, so a busy admin port is one
+    // clear error rather than an appliance nobody can change.
+    let ready = Arc::new(AtomicBool::new(false));
+    let (server, inbox) = Server::start(
+        admin.listen,
+        &admin.tokens,
+        mutstream::runtime::housekeeping_cores(&cfg.runtime),
+        ready.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "admin API: cannot listen on {} (set [admin] listen)",
+            admin.listen
+        )
+    })?;
+    let mut ctl = match Controller::start(cfg, fresh) {
+        Ok(c) => c,
+        Err(ControlError::Start(e @ mutstream::runtime::StartError::Journal(_))) => {
+            eprintln!("mutstream: {e}");
+            return Ok(ExitCode::from(74));
+        }
+        Err(e @ (ControlError::State(..) | ControlError::Busy(..))) => {
             eprintln!("mutstream: {e}");
             return Ok(ExitCode::from(74));
         }
         Err(e) => return Err(e.into()),
     };
+    let app = ctl.app();
     for src in &app.config().sources {
         let addr = app.local_addr(&src.name).expect("every source is bound");
         let transport = if src.transport == Transport::Udp {
@@ -552,7 +570,18 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!(
-        "running generation 1 on {} shard{}; SIGHUP reloads the pipeline, SIGINT/SIGTERM stop",
+        "admin API on http://{}{}",
+        server.local_addr(),
+        if admin.tokens.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} named tokens)", admin.tokens.len())
+        }
+    );
+    tracing::info!("{}", ctl.started());
+    tracing::info!(
+        "running generation {} on {} shard{}; SIGHUP reloads the pipeline, SIGINT/SIGTERM stop",
+        app.generation(),
         app.config().runtime.shards,
         if app.config().runtime.shards == 1 {
             ""
@@ -560,23 +589,42 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
             "s"
         }
     );
+    ready.store(true, Ordering::Release);
     let mut reporter = BadRecordReporter::default();
     let mut last_report = Instant::now();
     while !term.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
-        if hup.swap(false, Ordering::Relaxed) {
-            reload(&mut app, path);
+        match inbox.recv_timeout(Duration::from_millis(20)) {
+            Ok((req, answer)) => {
+                let _ = answer.send(ctl.handle(req));
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                tracing::error!("the admin API stopped; shutting down");
+                break;
+            }
         }
-        if app.failed_worker() {
+        if hup.swap(false, Ordering::Relaxed) {
+            // Logged by the controller, accepted or refused.
+            let _ = ctl.handle(Request {
+                op: Op::Reload,
+                author: "sighup".into(),
+                if_match: None,
+                idempotency_key: None,
+            });
+        }
+        if ctl.app().failed_worker() {
             tracing::error!("a shard worker stopped unexpectedly; shutting down");
             break;
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
-            reporter.report(&app);
-            app.reclaim();
+            reporter.report(ctl.app());
+            ctl.app_mut().reclaim();
         }
     }
+    ready.store(false, Ordering::Release);
+    server.stop();
+    let app = ctl.into_app();
     reporter.report(&app);
     tracing::info!(
         "stopping: draining batches and sink rings (deadline {:?})",
@@ -589,95 +637,6 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// SIGHUP: re-read the config; pipeline and params changes become a new
-/// generation; anything else is reported as needing a restart.
-fn reload(app: &mut Appliance, path: Option<&Path>) {
-    let Some(path) = path else {
-        tracing::warn!("SIGHUP: running on the embedded config; nothing to reload");
-        return;
-    };
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("SIGHUP: {e}; keeping generation {}", app.generation());
-            return;
-        }
-    };
-    let old = app.config();
-    let mut restart = Vec::new();
-    if new.runtime.shards != old.runtime.shards {
-        restart.push("[runtime] shards");
-    }
-    let src_key = |c: &Config| {
-        c.sources
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}/{:?}/{}/{}/{}",
-                    s.name,
-                    s.transport,
-                    s.listen,
-                    s.framing.name(),
-                    s.decoder.format.name()
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    if src_key(&new) != src_key(old) || new.schemas != old.schemas {
-        restart.push("sources or schemas");
-    }
-    let sink_key = |c: &Config| {
-        c.sinks
-            .iter()
-            .map(|s| format!("{}/{:?}/{:?}", s.name, s.kind, s.path))
-            .collect::<Vec<_>>()
-    };
-    if sink_key(&new) != sink_key(old) {
-        restart.push("sinks");
-    }
-    if !restart.is_empty() {
-        tracing::warn!(
-            "SIGHUP: changes to {} require a restart and are ignored",
-            restart.join(", ")
-        );
-    }
-    // Compile against the running config's sources, schemas and sinks,
-    // with the new file's tables.
-    let mut basis = old.clone();
-    basis.tables = new.tables.clone();
-    let p = &new.pipeline;
-    let plan = match mutstream::pipeline::compile_for(
-        &basis,
-        &p.text,
-        &p.origin,
-        p.first_line,
-        &new.params,
-    ) {
-        Ok(plan) => plan,
-        Err(e) => {
-            tracing::error!(
-                "SIGHUP: {}; keeping generation {}",
-                e.headline,
-                app.generation()
-            );
-            return;
-        }
-    };
-
-    match app.publish(plan) {
-        Ok(id) => match app.wait_acked(id, Duration::from_secs(5)) {
-            Ok(d) => tracing::info!(
-                "SIGHUP: generation {id} (author sighup) runs on every shard, acknowledged in {:?}",
-                d
-            ),
-            Err(late) => tracing::error!(
-                "SIGHUP: generation {id} published, shards {late:?} have not acknowledged it within 5 s"
-            ),
-        },
-        Err(e) => tracing::error!("SIGHUP: {e}"),
-    }
 }
 
 /// Logs one line per source with new bad records since the last report,

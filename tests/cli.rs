@@ -130,7 +130,7 @@ fn run_refuses_what_it_cannot_do_yet() {
 }
 
 /// A tick schema and a TCP source on an ephemeral port.
-const TICKS_HEAD: &str = "[schemas.tick]\nsize = 32\nfields = [\n  { name = \"ts\", type = \"timestamp\", offset = 0 },\n  { name = \"seq\", type = \"u64\", offset = 8 },\n]\n[[source]]\nname = \"t\"\ntransport = \"tcp\"\nlisten = \"127.0.0.1:0\"\nframing = \"fixed\"\nformat = \"binary\"\nschema = \"tick\"\n";
+const TICKS_HEAD: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n[schemas.tick]\nsize = 32\nfields = [\n  { name = \"ts\", type = \"timestamp\", offset = 0 },\n  { name = \"seq\", type = \"u64\", offset = 8 },\n]\n[[source]]\nname = \"t\"\ntransport = \"tcp\"\nlisten = \"127.0.0.1:0\"\nframing = \"fixed\"\nformat = \"binary\"\nschema = \"tick\"\n";
 
 #[test]
 fn a_journal_has_one_writer_and_a_second_gets_exit_74() {
@@ -248,6 +248,8 @@ fn port_of(line: &str) -> u16 {
 }
 
 const SMALL: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 pin = false

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_mutstream");
 
 const CONFIG: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 batch_max = 256

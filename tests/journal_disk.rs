@@ -106,9 +106,12 @@ fn start(dir: &Path, on_full: &str) -> Option<Ns> {
         &cfg,
         format!(
             r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 batch_max = 256
+state_dir = "{}/state"
 [schemas.tick]
 size = 32
 fields = [
@@ -132,6 +135,7 @@ path = "{}/j"
 segment_size = "1MiB"
 on_full = "{on_full}"
 "#,
+            dir.display(),
             mnt.display()
         ),
     )

@@ -144,6 +144,8 @@ fn the_worker_takes_no_page_faults_appending() {
     use std::io::Write;
     let h = common::Harness::start(
         r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 [schemas.tick]

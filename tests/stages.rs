@@ -96,6 +96,8 @@ fn ticks_example_enriches_and_routes_exactly() {
 }
 
 const WIN: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 batch_max = 7
 [schemas.t]

@@ -18,6 +18,8 @@ use std::process::Command;
 use std::time::Duration;
 
 const SCHEMA: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 pin = false

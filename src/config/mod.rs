@@ -618,10 +618,6 @@ impl Validator<'_> {
                 ),
             ));
         }
-        self.notices.push(format!(
-            "[admin] listen = {}: the control API is not yet supported in this version; `run` starts without it",
-            admin.listen
-        ));
         for s in &sinks {
             if matches!(s.kind, SinkKind::Tcp | SinkKind::Udp) {
                 self.notices.push(format!(

@@ -25,7 +25,7 @@ use program::Chain;
 use std::sync::Arc;
 
 /// A pipeline compiled for every schema a source reads.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Plan {
     /// By schema index; `None` for schemas no source reads.
     pub chains: Vec<Option<Arc<Chain>>>,

@@ -161,6 +161,20 @@ impl Summary {
     }
 }
 
+/// The cores no pinned worker uses (sink, journal and control threads run
+/// there); empty when workers are not pinned or take every core.
+pub fn housekeeping_cores(rt: &crate::config::Runtime) -> Vec<usize> {
+    if !rt.pin {
+        return Vec::new();
+    }
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .skip(rt.shards)
+        .map(|c| c.id)
+        .collect()
+}
+
 /// A running appliance.
 pub struct Appliance {
     config: Config,
@@ -200,6 +214,15 @@ impl Appliance {
     /// kernel without the io_uring features needed.
     pub fn start(config: Config) -> Result<Appliance, StartError> {
         let plan = crate::pipeline::compile_config(&config)?;
+        Appliance::start_with(config, plan, 1)
+    }
+
+    /// Starts the appliance running `plan` as generation `first` (a
+    /// restored generation keeps its number; later ones count on).
+    ///
+    /// # Errors
+    /// As [`Appliance::start`].
+    pub fn start_with(config: Config, plan: Plan, first: u64) -> Result<Appliance, StartError> {
         if let Some(u) = unsupported(&config) {
             return Err(StartError::Unsupported(u));
         }
@@ -261,11 +284,10 @@ impl Appliance {
 
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         // Cores no pinned worker uses: sink threads go there.
-        let housekeeping: Vec<core_affinity::CoreId> = if rt.pin {
-            cores.iter().skip(shards).copied().collect()
-        } else {
-            Vec::new()
-        };
+        let housekeeping: Vec<core_affinity::CoreId> = housekeeping_cores(rt)
+            .into_iter()
+            .map(|id| core_affinity::CoreId { id })
+            .collect();
         let (ports, sink_threads) = crate::sink::start(
             &config.sinks,
             shards,
@@ -286,7 +308,13 @@ impl Appliance {
         let states = (0..shards)
             .map(|_| ShardExec::for_generation(&value, rt.batch_max, rt.max_state_keys))
             .collect();
-        let publisher = Publisher::new(shards, 1, value, states, rt.max_live_generations as usize);
+        let publisher = Publisher::new(
+            shards,
+            first,
+            value,
+            states,
+            rt.max_live_generations as usize,
+        );
 
         if rt.pin && cores.len() < shards {
             tracing::warn!(
@@ -389,7 +417,7 @@ impl Appliance {
             sink_threads,
             addrs,
             _claims: claims,
-            next_generation: 2,
+            next_generation: first + 1,
             started: Instant::now(),
         };
         for _ in 0..shards {

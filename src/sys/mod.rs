@@ -296,6 +296,33 @@ pub fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Lets the calling thread run on `cores` only, or on every online core
+/// when `cores` is empty (a thread inherits its creator's mask, so a
+/// control-plane thread resets it rather than trust where it came from).
+pub fn allow_cores(cores: &[usize]) {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let all: Vec<usize> = if cores.is_empty() {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        (0..n).collect()
+    } else {
+        cores.to_vec()
+    };
+    for c in all {
+        if c < libc::CPU_SETSIZE as usize {
+            // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
+    // calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        tracing::debug!("sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// The kernel thread id of the caller (for `/proc/self/task/TID`).
 pub fn gettid() -> i32 {
     // SAFETY: gettid has no failure mode.

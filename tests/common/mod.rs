@@ -361,7 +361,7 @@ impl Wire {
     /// A full config: schemas, this source, `pipeline`, a file sink `out`.
     pub fn config(self, shards: usize, pipeline: &str, extra_runtime: &str) -> String {
         format!(
-            "[runtime]\nshards = {shards}\npin = false\nidle = \"adaptive\"\n{extra_runtime}\n{BREC_SCHEMA}\n{SREC_SCHEMA}\n{}\n[pipeline]\ntext = \"\"\"\n{pipeline}\n\"\"\"\n\n[[sink]]\nname = \"out\"\nkind = \"file\"\npath = \"{{DIR}}/out.jsonl\"\n",
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[runtime]\nshards = {shards}\npin = false\nidle = \"adaptive\"\n{extra_runtime}\n{BREC_SCHEMA}\n{SREC_SCHEMA}\n{}\n[pipeline]\ntext = \"\"\"\n{pipeline}\n\"\"\"\n\n[[sink]]\nname = \"out\"\nkind = \"file\"\npath = \"{{DIR}}/out.jsonl\"\n",
             self.source()
         )
     }

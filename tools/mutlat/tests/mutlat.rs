@@ -70,6 +70,8 @@ fn a_stalled_appliance_shows_in_latency_from_the_intended_send_time() {
     std::fs::write(
         d.path().join("co.toml"),
         r#"
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 shards = 1
 [schemas.tick]
@@ -112,7 +114,7 @@ segment_size = "16MiB"
             break a.split_whitespace().next().unwrap().to_string();
         }
     };
-    std::thread::spawn(move || for _ in err.lines() {});
+    let tail = std::thread::spawn(move || err.lines().map_while(Result::ok).collect::<Vec<_>>());
     let rate = 10_000u64;
     let secs = 6u64;
     let sender = Command::new(bin("mutgen"))
@@ -133,7 +135,9 @@ segment_size = "16MiB"
     assert!(report.contains("fell behind its schedule"), "{report}");
     std::thread::sleep(Duration::from_millis(300));
     signal(app.id(), 15);
-    assert!(app.wait().unwrap().success());
+    let st = app.wait().unwrap();
+    let log = tail.join().unwrap();
+    assert!(st.success(), "{st}: {}", log.join("\n"));
 
     let out = mutlat(
         d.path(),

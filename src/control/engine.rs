@@ -1,0 +1,890 @@
+//! The one owner of the running appliance's definition: every mutation
+//! (HTTP, `ctl`, SIGHUP) is a [`Request`] handled here, one at a time, on
+//! the thread that owns the [`Appliance`] — never on a worker.
+//!
+//! A mutation builds the next [`Definition`], compiles it (a rejected one
+//! changes nothing and answers with its `file:line:col` error), publishes
+//! it as a generation, waits until every shard runs it (parked shards are
+//! woken by the publication), appends the outcome to the audit journal
+//! and saves the definition as `state_dir/current.json` for restarts.
+
+use super::definition::{self, Definition, Param};
+use crate::config::Config;
+use crate::pipeline::Plan;
+use crate::runtime::{Appliance, StartError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Status,
+    History,
+    /// Replace the pipeline (`dry_run`: compile and report only).
+    Apply {
+        text: String,
+        origin: String,
+        dry_run: bool,
+    },
+    Set {
+        name: String,
+        value: String,
+    },
+    TablePut {
+        table: String,
+        key: String,
+        cols: Vec<(String, String)>,
+    },
+    TableDel {
+        table: String,
+        key: String,
+    },
+    TableLoad {
+        table: String,
+        csv: String,
+    },
+    /// Publish generation `to`'s definition again (default: the one
+    /// before the current).
+    Rollback {
+        to: Option<u64>,
+    },
+    /// SIGHUP: re-read the config file.
+    Reload,
+}
+
+impl Op {
+    fn mutates(&self) -> bool {
+        !matches!(
+            self,
+            Op::Status | Op::History | Op::Apply { dry_run: true, .. }
+        )
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Status => "status",
+            Op::History => "history",
+            Op::Apply { dry_run: true, .. } => "check",
+            Op::Apply { .. } => "apply",
+            Op::Set { .. } => "set",
+            Op::TablePut { .. } => "table put",
+            Op::TableDel { .. } => "table del",
+            Op::TableLoad { .. } => "table load",
+            Op::Rollback { .. } => "rollback",
+            Op::Reload => "reload",
+        }
+    }
+}
+
+/// A request with its author (a token's name, `local` on loopback
+/// without tokens, `sighup`) and its preconditions.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub op: Op,
+    pub author: String,
+    /// `If-Match: GEN`: refuse unless GEN is the running generation.
+    pub if_match: Option<u64>,
+    /// `Idempotency-Key`: a retry with the same key gets the first answer.
+    pub idempotency_key: Option<String>,
+}
+
+/// An answer: an HTTP status and a JSON body (`{"error": ...}` when
+/// the status is not 2xx).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply { status: 200, body }
+    }
+
+    fn err(status: u16, msg: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: json!({ "error": msg.into() }),
+        }
+    }
+
+    /// The error line, when this is an error.
+    pub fn error(&self) -> Option<&str> {
+        self.body.get("error").and_then(Value::as_str)
+    }
+}
+
+/// One line of the audit journal and of `history`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// The generation it created (none when rejected).
+    pub generation: Option<u64>,
+    /// Wall-clock ns when it was decided.
+    pub at_ns: u64,
+    pub author: String,
+    pub op: String,
+    pub diff: String,
+    /// `applied`, `published` (not acknowledged in time), `rejected`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_ns: Option<u64>,
+    /// What the generation was compiled from (applied ones only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Arc<Definition>>,
+}
+
+/// `state_dir/current.json`: the last applied generation.
+#[derive(Serialize, Deserialize)]
+struct Current {
+    generation: u64,
+    at_ns: u64,
+    author: String,
+    /// Hash of the config file and every file it names, when applied.
+    fingerprint: String,
+    definition: Definition,
+}
+
+/// How the appliance started, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Startup {
+    /// No saved generation: the config's.
+    Config,
+    /// `--fresh` with a saved generation N: the config's.
+    Fresh(u64),
+    /// The files changed since generation N was applied: they win.
+    FilesChanged(u64),
+    /// Generation N restored.
+    Restored(u64),
+}
+
+impl std::fmt::Display for Startup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Startup::Config => write!(f, "no saved generation: running the config's pipeline"),
+            Startup::Fresh(g) => write!(
+                f,
+                "--fresh: running the config's pipeline, not saved generation {g}"
+            ),
+            Startup::FilesChanged(g) => write!(
+                f,
+                "the config or a file it names changed since generation {g} was applied: the files win"
+            ),
+            Startup::Restored(g) => write!(f, "restored generation {g} from the state directory"),
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("state_dir {0}: {1}")]
+    State(PathBuf, std::io::Error),
+    #[error("state_dir {0} is in use by another mutstream process{1}")]
+    Busy(PathBuf, String),
+    #[error("{0}")]
+    Definition(String),
+}
+
+const IDEMPOTENCY_KEYS: usize = 1024;
+
+/// The owner of the appliance and of its definition.
+pub struct Controller {
+    /// Held for the process's life: one appliance per state directory.
+    _lock: std::fs::File,
+    app: Appliance,
+    def: Arc<Definition>,
+    plan: Plan,
+    started: Startup,
+    history: Vec<Entry>,
+    audit: std::fs::File,
+    state_dir: PathBuf,
+    idem: VecDeque<(String, u64, Reply)>,
+    ack_timeout: Duration,
+    reloads: [u64; 2],
+}
+
+/// Hash of the config file and the pipeline and table files it names.
+pub fn fingerprint(cfg: &Config) -> String {
+    let mut files: Vec<PathBuf> = cfg.path.iter().cloned().collect();
+    files.extend(cfg.pipeline.path.iter().cloned());
+    files.extend(cfg.tables.iter().filter_map(|t| t.file.clone()));
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for f in files {
+        h.update(f.display().to_string().as_bytes());
+        h.update(&std::fs::read(&f).unwrap_or_default());
+    }
+    if cfg.path.is_none() {
+        h.update(crate::config::EMBEDDED.as_bytes());
+    }
+    format!("{:032x}", h.digest128())
+}
+
+/// Takes `dir/lock` (flock, released when the process ends however it
+/// ends) and writes this process's pid into it.
+fn lock_state(dir: &Path) -> Result<std::fs::File, ControlError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ControlError::State(dir.to_path_buf(), e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        let pid = pid.trim();
+        return Err(ControlError::Busy(
+            dir.to_path_buf(),
+            if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            },
+        ));
+    }
+    let _ = f.set_len(0);
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Controller {
+    /// Starts the appliance on the last applied generation in
+    /// `state_dir` unless `fresh` or the files changed since (then on the
+    /// config's own definition), and opens the audit journal.
+    pub fn start(cfg: Config, fresh: bool) -> Result<Controller, ControlError> {
+        let dir = cfg.runtime.state_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| ControlError::State(dir.clone(), e))?;
+
+        let fp = fingerprint(&cfg);
+        let saved: Option<Current> = std::fs::read(dir.join("current.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let mut history: Vec<Entry> = std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let last_gen = saved.as_ref().map(|s| s.generation).unwrap_or(0).max(
+            history
+                .iter()
+                .filter_map(|e| e.generation)
+                .max()
+                .unwrap_or(0),
+        );
+        let (started, def, first) = match saved {
+            Some(s) if !fresh && s.fingerprint == fp => {
+                (Startup::Restored(s.generation), s.definition, s.generation)
+            }
+            Some(s) => {
+                let why = if fresh {
+                    Startup::Fresh(s.generation)
+                } else {
+                    Startup::FilesChanged(s.generation)
+                };
+                (
+                    why,
+                    Definition::from_config(&cfg).map_err(ControlError::Definition)?,
+                    last_gen + 1,
+                )
+            }
+            None => (
+                Startup::Config,
+                Definition::from_config(&cfg).map_err(ControlError::Definition)?,
+                last_gen + 1,
+            ),
+        };
+        let plan = match def.compile(&cfg) {
+            Ok(p) => p,
+            // A saved generation that no longer compiles against this
+            // config (a schema changed): the files win.
+            Err(e) if matches!(started, Startup::Restored(_)) => {
+                tracing::warn!("saved generation does not compile any more ({e}); the files win");
+                return Controller::start(cfg, true);
+            }
+            Err(e) => return Err(ControlError::Start(StartError::Pipeline(e))),
+        };
+        let app = Appliance::start_with(cfg.clone(), plan.clone(), first)?;
+        // After the sources bound and the journals were claimed, whose
+        // errors say more; a second appliance on this state directory
+        // stops here.
+        let lock = match lock_state(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = app.shutdown(Duration::from_secs(1));
+                return Err(e);
+            }
+        };
+        let audit = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("audit.jsonl"))
+            .map_err(|e| ControlError::State(dir.clone(), e))?;
+        let def = Arc::new(def);
+        if !matches!(started, Startup::Restored(_)) {
+            history.push(Entry {
+                generation: Some(first),
+                at_ns: crate::sys::now_ns(),
+                author: "config".into(),
+                op: "start".into(),
+                diff: format!("{}: {started}", cfg.origin),
+                result: "applied".into(),
+                error: None,
+                acked_ns: None,
+                definition: Some(def.clone()),
+            });
+        }
+        let mut c = Controller {
+            _lock: lock,
+            app,
+            def,
+            plan,
+            started,
+            history,
+            audit,
+            state_dir: dir,
+            idem: VecDeque::new(),
+            ack_timeout: Duration::from_secs(5),
+            reloads: [0; 2],
+        };
+        if !matches!(c.started, Startup::Restored(_)) {
+            // The files' definition is now the one a restart restores.
+            let e = c.history.last().cloned().expect("just pushed");
+            let def = c.def.clone();
+            c.save_current(&e, &def);
+            c.record(&e);
+        }
+        Ok(c)
+    }
+
+    pub fn app(&self) -> &Appliance {
+        &self.app
+    }
+
+    pub fn app_mut(&mut self) -> &mut Appliance {
+        &mut self.app
+    }
+
+    pub fn into_app(self) -> Appliance {
+        self.app
+    }
+
+    pub fn started(&self) -> &Startup {
+        &self.started
+    }
+
+    pub fn definition(&self) -> &Definition {
+        &self.def
+    }
+
+    pub fn history(&self) -> &[Entry] {
+        &self.history
+    }
+
+    /// How long `apply` waits for every shard before naming the late ones.
+    pub fn set_ack_timeout(&mut self, d: Duration) {
+        self.ack_timeout = d;
+    }
+
+    /// Handles one request to its end.
+    pub fn handle(&mut self, req: Request) -> Reply {
+        if let (Some(key), true) = (&req.idempotency_key, req.op.mutates()) {
+            let h = {
+                let mut x = xxhash_rust::xxh3::Xxh3::new();
+                x.update(format!("{:?}", req.op).as_bytes());
+                x.digest()
+            };
+            if let Some((_, oh, r)) = self.idem.iter().find(|(k, _, _)| k == key) {
+                if *oh != h {
+                    return Reply::err(
+                        422,
+                        format!("Idempotency-Key {key:?} was used for a different request"),
+                    );
+                }
+                let mut r = r.clone();
+                if let Some(o) = r.body.as_object_mut() {
+                    o.insert("replayed".into(), true.into());
+                }
+                return r;
+            }
+            let key = key.clone();
+            let r = self.handle_inner(req);
+            if r.status < 500 {
+                if self.idem.len() >= IDEMPOTENCY_KEYS {
+                    self.idem.pop_front();
+                }
+                self.idem.push_back((key, h, r.clone()));
+            }
+            return r;
+        }
+        self.handle_inner(req)
+    }
+
+    fn handle_inner(&mut self, req: Request) -> Reply {
+        if let Some(g) = req.if_match
+            && req.op.mutates()
+            && g != self.app.generation()
+        {
+            return Reply::err(
+                409,
+                format!(
+                    "If-Match: generation {g} is not the running one ({})",
+                    self.app.generation()
+                ),
+            );
+        }
+        let cfg = self.app.config().clone();
+        let mut next = (*self.def).clone();
+        match &req.op {
+            Op::Status => return Reply::ok(self.status()),
+            Op::History => {
+                return Reply::ok(json!({
+                    "generation": self.app.generation(),
+                    "history": self.history.iter().map(|e| {
+                        let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() { o.remove("definition"); }
+                        v
+                    }).collect::<Vec<_>>(),
+                }));
+            }
+            Op::Apply {
+                text,
+                origin,
+                dry_run,
+            } => {
+                next.pipeline = text.clone();
+                next.origin = origin.clone();
+                next.first_line = 0;
+                if *dry_run {
+                    return match next.compile(&cfg) {
+                        Ok(plan) => Reply::ok(json!({
+                            "ok": true,
+                            "generation": self.app.generation(),
+                            "stages": self.stage_report(&plan),
+                        })),
+                        Err(e) => Reply {
+                            status: 400,
+                            body: json!({"error": e.headline, "rendered": e.rendered}),
+                        },
+                    };
+                }
+            }
+            Op::Set { name, value } => {
+                let Some(p) = next.param(name) else {
+                    let known: Vec<&str> = next.params.iter().map(|(n, _)| n.as_str()).collect();
+                    return self.reject(
+                        &req,
+                        404,
+                        format!(
+                            "unknown parameter ${name} (declared: {})",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                };
+                match p.parse_like(value) {
+                    Ok(v) => {
+                        for (n, p) in &mut next.params {
+                            if n == name {
+                                *p = v.clone();
+                            }
+                        }
+                    }
+                    Err(e) => return self.reject(&req, 400, format!("${name}: {e}")),
+                }
+            }
+            Op::TablePut { table, key, cols } => {
+                let r = Self::with_table(&mut next, table, |d, c| {
+                    definition::put_row(d, c, key, cols)
+                });
+                if let Err((s, m)) = r {
+                    return self.reject(&req, s, m);
+                }
+            }
+            Op::TableDel { table, key } => {
+                let r = Self::with_table(&mut next, table, |d, c| {
+                    match definition::del_row(d, c, key)? {
+                        true => Ok(()),
+                        false => Err(format!("@{table} has no key {key:?}")),
+                    }
+                });
+                if let Err((s, m)) = r {
+                    return self.reject(&req, if s == 400 { 404 } else { s }, m);
+                }
+            }
+            Op::TableLoad { table, csv } => {
+                let r = Self::with_table(&mut next, table, |d, c| {
+                    *c = definition::csv_content(d, csv, "request body")?;
+                    Ok(())
+                });
+                if let Err((s, m)) = r {
+                    return self.reject(&req, s, m);
+                }
+            }
+            Op::Rollback { to } => {
+                let cur = self.app.generation();
+                let target = match to {
+                    Some(g) => self
+                        .history
+                        .iter()
+                        .rev()
+                        .find(|e| e.generation == Some(*g) && e.definition.is_some()),
+                    None => self
+                        .history
+                        .iter()
+                        .rev()
+                        .filter(|e| e.definition.is_some())
+                        .find(|e| e.generation.is_some_and(|g| g < cur)),
+                };
+                let Some(t) = target else {
+                    return self.reject(
+                        &req,
+                        404,
+                        match to {
+                            Some(g) => format!("no applied generation {g} in the history"),
+                            None => "no earlier generation in the history".into(),
+                        },
+                    );
+                };
+                next = (**t.definition.as_ref().expect("filtered")).clone();
+            }
+            Op::Reload => match self.reload_definition() {
+                Ok(d) => next = d,
+                Err(e) => {
+                    self.reloads[1] += 1;
+                    return self.reject(&req, 400, e);
+                }
+            },
+        }
+        let r = self.publish(&req, next);
+        if req.op == Op::Reload {
+            self.reloads[usize::from(r.status != 200)] += 1;
+        }
+        r
+    }
+
+    /// Applies `f` to table `name` of `next`.
+    fn with_table(
+        next: &mut Definition,
+        name: &str,
+        f: impl FnOnce(&crate::config::TableDef, &mut definition::TableContent) -> Result<(), String>,
+    ) -> Result<(), (u16, String)> {
+        let Some(d) = next.table_def(name) else {
+            return Err((404, format!("unknown table @{name}")));
+        };
+        let c = next
+            .tables
+            .iter_mut()
+            .find(|t| t.name == name)
+            .expect("declared");
+        f(&d, c).map_err(|m| (400, format!("@{name}: {m}")))
+    }
+
+    /// The config file re-read: its pipeline, params and tables, against
+    /// the running sources, schemas and sinks; what would need a restart
+    /// is logged and ignored.
+    fn reload_definition(&self) -> Result<Definition, String> {
+        let old = self.app.config();
+        let Some(path) = old.path.clone() else {
+            return Err("running on the embedded config: nothing to reload".into());
+        };
+        let new = Config::load(&path).map_err(|e| e.to_string())?;
+        let mut restart = Vec::new();
+        if new.runtime.shards != old.runtime.shards {
+            restart.push("[runtime] shards");
+        }
+        let src_key = |c: &Config| {
+            c.sources
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}/{:?}/{}/{}/{}",
+                        s.name,
+                        s.transport,
+                        s.listen,
+                        s.framing.name(),
+                        s.decoder.format.name()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        if src_key(&new) != src_key(old) || new.schemas != old.schemas {
+            restart.push("sources or schemas");
+        }
+        let sink_key = |c: &Config| {
+            c.sinks
+                .iter()
+                .map(|s| format!("{}/{:?}/{:?}", s.name, s.kind, s.path))
+                .collect::<Vec<_>>()
+        };
+        if sink_key(&new) != sink_key(old) {
+            restart.push("sinks");
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: changes to {} require a restart and are ignored",
+                restart.join(", ")
+            );
+        }
+        Definition::from_config(&new)
+    }
+
+    fn reject(&mut self, req: &Request, status: u16, msg: String) -> Reply {
+        let e = Entry {
+            generation: None,
+            at_ns: crate::sys::now_ns(),
+            author: req.author.clone(),
+            op: req.op.name().into(),
+            diff: String::new(),
+            result: "rejected".into(),
+            error: Some(msg.clone()),
+            acked_ns: None,
+            definition: None,
+        };
+        self.record(&e);
+        Reply::err(status, msg)
+    }
+
+    /// Compiles, publishes and waits for every shard.
+    fn publish(&mut self, req: &Request, next: Definition) -> Reply {
+        let cfg = self.app.config().clone();
+        let plan = match next.compile(&cfg) {
+            Ok(p) => p,
+            Err(e) => {
+                let mut r = self.reject(req, 400, e.headline.clone());
+                r.body["rendered"] = e.rendered.into();
+                return r;
+            }
+        };
+        let diff = next.diff(&self.def);
+        let id = match self.app.publish(plan.clone()) {
+            Ok(id) => id,
+            Err(e) => return self.reject(req, 503, e.to_string()),
+        };
+        let def = Arc::new(next);
+        self.def = def.clone();
+        self.plan = plan;
+        let mut e = Entry {
+            generation: Some(id),
+            at_ns: crate::sys::now_ns(),
+            author: req.author.clone(),
+            op: req.op.name().into(),
+            diff: diff.clone(),
+            result: "applied".into(),
+            error: None,
+            acked_ns: None,
+            definition: Some(def.clone()),
+        };
+        let reply = match self.app.wait_acked(id, self.ack_timeout) {
+            Ok(d) => {
+                e.acked_ns = Some(d.as_nanos() as u64);
+                Reply::ok(json!({
+                    "generation": id,
+                    "acked_ns": d.as_nanos() as u64,
+                    "diff": diff,
+                }))
+            }
+            Err(late) => {
+                e.result = "published".into();
+                let msg = format!(
+                    "generation {id} is published but shard{} {} did not acknowledge it within {:?}",
+                    if late.len() == 1 { "" } else { "s" },
+                    late.iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.ack_timeout
+                );
+                e.error = Some(msg.clone());
+                Reply {
+                    status: 504,
+                    body: json!({"error": msg, "generation": id, "late_shards": late}),
+                }
+            }
+        };
+        self.save_current(&e, &def);
+        self.record(&e);
+        self.history.push(e);
+        reply
+    }
+
+    fn save_current(&self, e: &Entry, def: &Definition) {
+        let cur = Current {
+            generation: e.generation.unwrap_or(0),
+            at_ns: e.at_ns,
+            author: e.author.clone(),
+            fingerprint: fingerprint(self.app.config()),
+            definition: def.clone(),
+        };
+        let bytes = serde_json::to_vec(&cur).expect("serialisable");
+        if let Err(err) = write_atomic(&self.state_dir.join("current.json"), &bytes) {
+            tracing::error!(
+                "cannot save generation {} in {}: {err}",
+                cur.generation,
+                self.state_dir.display()
+            );
+        }
+    }
+
+    /// Appends `e` to the audit journal (and logs it).
+    fn record(&mut self, e: &Entry) {
+        let prefix = if e.author == "sighup" { "SIGHUP: " } else { "" };
+        match (&e.generation, &e.error, e.acked_ns) {
+            (Some(g), None, Some(a)) => tracing::info!(
+                "{prefix}generation {g} (author {}) runs on every shard, acknowledged in {:?}: {}: {}",
+                e.author,
+                Duration::from_nanos(a),
+                e.op,
+                e.diff
+            ),
+            (Some(g), None, None) => {
+                tracing::info!("generation {g} (author {}): {}", e.author, e.diff)
+            }
+            (None, Some(err), _) => tracing::warn!(
+                "{prefix}{} by {} refused: {err}; keeping generation {}",
+                e.op,
+                e.author,
+                self.app.generation()
+            ),
+            (Some(_), Some(err), _) => tracing::warn!("{prefix}{err}"),
+            _ => {}
+        }
+        let mut line = serde_json::to_vec(e).expect("serialisable");
+        line.push(b'\n');
+        if let Err(err) = self
+            .audit
+            .write_all(&line)
+            .and_then(|_| self.audit.sync_data())
+        {
+            tracing::error!("audit journal: {err}");
+        }
+        if e.generation.is_none() {
+            self.history.push(e.clone());
+        }
+    }
+
+    /// Per stage of the candidate: whether its state is kept, starts
+    /// fresh, or the stage keeps none; removed stateful stages flush.
+    fn stage_report(&self, plan: &Plan) -> Vec<Value> {
+        let stateful = |w: &str| matches!(w, "window" | "dedup" | "sample");
+        let mut out = Vec::new();
+        for (si, chain) in plan.chains.iter().enumerate() {
+            let Some(chain) = chain else { continue };
+            let old = self.plan.chains.get(si).and_then(Option::as_ref);
+            for (k, s) in chain.stages.iter().enumerate() {
+                let kept = old.and_then(|o| chain.same_stage_in(k, o)).is_some();
+                let state = match (stateful(s.word), kept) {
+                    (false, _) => "none",
+                    (true, true) => "kept",
+                    (true, false) => "fresh",
+                };
+                out.push(json!({
+                    "schema": chain.input().name, "stage": s.name, "op": s.word,
+                    "state": state, "unchanged": kept,
+                }));
+            }
+            if let Some(o) = old {
+                for (k, s) in o.stages.iter().enumerate() {
+                    if stateful(s.word) && o.same_stage_in(k, chain).is_none() {
+                        let still = chain.stages.iter().any(|n| n.name == s.name);
+                        if !still {
+                            out.push(json!({
+                                "schema": chain.input().name, "stage": s.name, "op": s.word,
+                                "state": "flushed", "unchanged": false,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Value {
+        let app = &self.app;
+        let m = app.metrics();
+        let cfg = app.config();
+        let acks = app.acks();
+        let sources: Vec<Value> = cfg
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut rejects = serde_json::Map::new();
+                for r in crate::codec::Reason::ALL {
+                    let n = m.sum(|sh| sh.sources[i].rejects[r.index()].get());
+                    if n > 0 {
+                        rejects.insert(r.to_string(), n.into());
+                    }
+                }
+                json!({
+                    "name": s.name,
+                    "records": m.sum(|sh| sh.sources[i].records.get()),
+                    "bytes": m.sum(|sh| sh.sources[i].bytes.get()),
+                    "bad": rejects,
+                    "kernel_drops": m.sum(|sh| sh.sources[i].kernel_drops.get()),
+                })
+            })
+            .collect();
+        let samples: Vec<Value> = m
+            .shards
+            .iter()
+            .flat_map(|s| s.samples.read())
+            .map(|b| {
+                json!({
+                    "source": cfg.sources.get(b.source).map(|s| s.name.clone()),
+                    "reason": b.reason.to_string(),
+                    "at_ns": b.at_ns,
+                    "sample": String::from_utf8_lossy(&b.bytes),
+                })
+            })
+            .collect();
+        json!({
+            "generation": app.generation(),
+            "shards": acks.iter().enumerate().map(|(i, g)| json!({"shard": i, "generation": g})).collect::<Vec<_>>(),
+            "started": self.started.to_string(),
+            "pipeline": self.def.origin,
+            "params": self.def.params.iter().map(|(n, p)| (n.clone(), p.json())).collect::<serde_json::Map<_, _>>(),
+            "tables": self.def.tables.iter().map(|t| (t.name.clone(), Value::from(t.keys.len() + t.rows.len()))).collect::<serde_json::Map<_, _>>(),
+            "sources": sources,
+            "bad_records": samples,
+            "reloads": {"ok": self.reloads[0], "failed": self.reloads[1]},
+        })
+    }
+}
+
+/// The parameter type names, for messages.
+pub fn param_type(p: &Param) -> &'static str {
+    match p {
+        Param::I64(_) => "i64",
+        Param::F64(_) => "f64",
+        Param::Bool(_) => "bool",
+        Param::Str(_) => "string",
+    }
+}

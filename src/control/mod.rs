@@ -1,0 +1,11 @@
+//! The control plane: the mutation engine that owns the running
+//! definition ([`engine`]), what a generation is made of
+//! ([`definition`]), the HTTP API ([`http`]) and its client for
+//! `mutstream ctl` ([`client`]).
+
+pub mod client;
+pub mod definition;
+pub mod engine;
+pub mod http;
+
+pub use engine::{Controller, Op, Reply, Request, Startup};
