@@ -8,7 +8,9 @@
 #     against a do-nothing receiver fed by the same sender;
 #   * L1: ticks over UDP at 100 000/s for 30 s through examples/ticks.mts
 #     into a journal, latency from the intended send time (mutgen, mutlat
-#     and the appliance as separate processes);
+#     and the appliance as separate processes); L2: the same while
+#     `min_price` changes 100 times a second through the admin API, with
+#     the acknowledgement times;
 #   * with --peers: W1 with a file sink through mutstream, syslog-ng and
 #     rsyslog (Debian packages installed one after the other: they
 #     conflict), and Vector and Fluent Bit when they are on the PATH;
@@ -47,8 +49,7 @@ install sockperf
 target/release/mutbench run --sink journal --json target/bench/w1w2w4.json "$@"
 target/release/mutbench run --no-limits --json target/bench/w1w2w4-blackhole.json "$@"
 target/release/mutbench udp --json target/bench/w3.json
-target/release/mutbench latency --json target/bench/l1.json
-echo "L2: waiting for the control API (PUT /v1/params) of the live-mutation work"
+target/release/mutbench latency --json target/bench/latency.json
 if [ "$peers" = 1 ]; then
   target/release/mutbench peers --install --json target/bench/peers.json
 fi

@@ -7,6 +7,8 @@
 #     programs (default 200 000; CI: 10 000);
 #   * the journal's kill -9 loop (200 runs; CI: 20), power-loss images
 #     (1 000; CI: 300) and corruption matrix (10 000 faults; CI: 2 000);
+#   * the mutation storm at full size: 5 000 000 records and 1 000 changes
+#     on 1 and on 2 shards (CI: 400 000 and 150);
 #   * the ingest and stream suites three times over, to shake out races.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
@@ -28,6 +30,9 @@ PROPTEST_CASES="$DIFF_CASES" cargo test --release --test differential
 echo "== journal: kill -9 loop x200, power loss x1000 images, corruption x10000"
 CRASH_ITERATIONS=200 cargo test --release --test journal_crash -- --nocapture
 JOURNAL_IMAGES=1000 JOURNAL_FAULTS=10000 cargo test --release --test journal_faults -- --nocapture
+
+echo "== mutation storm: 5M records, 1000 changes"
+MUTSTREAM_STORM_RECORDS=5000000 MUTSTREAM_STORM_MUTATIONS=1000 cargo test --release --test mutation storm -- --nocapture --test-threads 1
 
 echo "== ingest and streams x3"
 for i in 1 2 3; do

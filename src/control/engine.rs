@@ -135,9 +135,11 @@ pub struct Entry {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_ns: Option<u64>,
-    /// What the generation was compiled from (applied ones only).
+    /// What the generation was compiled from (applied ones only), by its
+    /// hash: `state_dir/definitions/HASH.json`, written once per distinct
+    /// definition, so a parameter flipping back and forth costs two files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub definition: Option<Arc<Definition>>,
+    pub definition: Option<String>,
 }
 
 /// `state_dir/current.json`: the last applied generation.
@@ -195,6 +197,9 @@ pub enum ControlError {
 }
 
 const IDEMPOTENCY_KEYS: usize = 1024;
+
+/// History entries kept in memory for `history` and `rollback`.
+pub const HISTORY_KEPT: usize = 10_000;
 
 /// The owner of the appliance and of its definition.
 pub struct Controller {
@@ -287,13 +292,15 @@ impl Controller {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        let last_gen = saved.as_ref().map(|s| s.generation).unwrap_or(0).max(
-            history
-                .iter()
-                .filter_map(|e| e.generation)
-                .max()
-                .unwrap_or(0),
-        );
+        let last_audited = history.iter().filter_map(|e| e.generation).max();
+        if history.len() > HISTORY_KEPT {
+            history.drain(..history.len() - HISTORY_KEPT);
+        }
+        let last_gen = saved
+            .as_ref()
+            .map(|s| s.generation)
+            .unwrap_or(0)
+            .max(last_audited.unwrap_or(0));
         let (started, def, first) = match saved {
             Some(s) if !fresh && s.fingerprint == fp => {
                 (Startup::Restored(s.generation), s.definition, s.generation)
@@ -353,7 +360,7 @@ impl Controller {
                 result: "applied".into(),
                 error: None,
                 acked_ns: None,
-                definition: Some(def.clone()),
+                definition: None,
             });
         }
         let mut c = Controller {
@@ -371,8 +378,11 @@ impl Controller {
         };
         if !matches!(c.started, Startup::Restored(_)) {
             // The files' definition is now the one a restart restores.
-            let e = c.history.last().cloned().expect("just pushed");
             let def = c.def.clone();
+            let hash = c.store_definition(&def);
+            let e = c.history.last_mut().expect("just pushed");
+            e.definition = hash;
+            let e = e.clone();
             c.save_current(&e, &def);
             c.record(&e);
         }
@@ -463,9 +473,7 @@ impl Controller {
                 return Reply::ok(json!({
                     "generation": self.app.generation(),
                     "history": self.history.iter().map(|e| {
-                        let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-                        if let Some(o) = v.as_object_mut() { o.remove("definition"); }
-                        v
+                        serde_json::to_value(e).unwrap_or(Value::Null)
                     }).collect::<Vec<_>>(),
                 }));
             }
@@ -560,7 +568,8 @@ impl Controller {
                         .rev()
                         .filter(|e| e.definition.is_some())
                         .find(|e| e.generation.is_some_and(|g| g < cur)),
-                };
+                }
+                .and_then(|e| self.load_definition(e.definition.as_deref()?));
                 let Some(t) = target else {
                     return self.reject(
                         &req,
@@ -571,7 +580,7 @@ impl Controller {
                         },
                     );
                 };
-                next = (**t.definition.as_ref().expect("filtered")).clone();
+                next = t;
             }
             Op::Reload => match self.reload_definition() {
                 Ok(d) => next = d,
@@ -689,6 +698,7 @@ impl Controller {
         let def = Arc::new(next);
         self.def = def.clone();
         self.plan = plan;
+        let hash = self.store_definition(&def);
         let mut e = Entry {
             generation: Some(id),
             at_ns: crate::sys::now_ns(),
@@ -698,7 +708,7 @@ impl Controller {
             result: "applied".into(),
             error: None,
             acked_ns: None,
-            definition: Some(def.clone()),
+            definition: hash,
         };
         let reply = match self.app.wait_acked(id, self.ack_timeout) {
             Ok(d) => {
@@ -729,8 +739,33 @@ impl Controller {
         };
         self.save_current(&e, &def);
         self.record(&e);
-        self.history.push(e);
+        self.push_history(e);
         reply
+    }
+
+    /// Writes `def` as `definitions/HASH.json` unless there; its hash.
+    fn store_definition(&self, def: &Definition) -> Option<String> {
+        let bytes = serde_json::to_vec(def).expect("serialisable");
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        let dir = self.state_dir.join("definitions");
+        let path = dir.join(format!("{hash}.json"));
+        if !path.exists() {
+            let r = std::fs::create_dir_all(&dir).and_then(|_| write_atomic(&path, &bytes));
+            if let Err(err) = r {
+                tracing::error!("cannot save a definition in {}: {err}", dir.display());
+                return None;
+            }
+        }
+        Some(hash)
+    }
+
+    fn load_definition(&self, hash: &str) -> Option<Definition> {
+        let path = self
+            .state_dir
+            .join("definitions")
+            .join(format!("{hash}.json"));
+        let bytes = std::fs::read(&path).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     fn save_current(&self, e: &Entry, def: &Definition) {
@@ -784,8 +819,17 @@ impl Controller {
             tracing::error!("audit journal: {err}");
         }
         if e.generation.is_none() {
-            self.history.push(e.clone());
+            self.push_history(e.clone());
         }
+    }
+
+    /// Keeps the last [`HISTORY_KEPT`] entries in memory (the audit
+    /// journal keeps them all).
+    fn push_history(&mut self, e: Entry) {
+        if self.history.len() >= HISTORY_KEPT {
+            self.history.drain(..HISTORY_KEPT / 10);
+        }
+        self.history.push(e);
     }
 
     /// Per stage of the candidate: whether its state is kept, starts

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod definition;
 pub mod engine;
+#[cfg(not(loom))]
 pub mod http;
 
 pub use engine::{Controller, Op, Reply, Request, Startup};

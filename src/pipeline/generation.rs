@@ -456,7 +456,7 @@ mod loom_tests {
     /// through the shared flags, never through the node itself.
     struct Val {
         id: usize,
-        freed: Arc<[AtomicBool; 4]>,
+        freed: Arc<[AtomicBool; 5]>,
         drops: Arc<AtomicUsize>,
     }
 
@@ -480,15 +480,97 @@ mod loom_tests {
         }
     }
 
+    fn flags() -> Arc<[AtomicBool; 5]> {
+        Arc::new([
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+        ])
+    }
+
+    /// A storm of three publications while one shard keeps up and the
+    /// other lags (it looks once, late): the control side never sees a
+    /// generation acknowledged by all before the lagging shard runs it,
+    /// names that shard meanwhile, and never frees what it still holds.
+    #[test]
+    fn acknowledge_under_a_storm_with_a_lagging_shard() {
+        loom::model(|| {
+            let freed = flags();
+            let drops = Arc::new(AtomicUsize::new(0));
+            let st_drops = Arc::new(AtomicUsize::new(0));
+            let val = |id| Val {
+                id,
+                freed: freed.clone(),
+                drops: drops.clone(),
+            };
+            let st = || vec![St(st_drops.clone()), St(st_drops.clone())];
+            let mut p = Publisher::new(2, 1, val(1), st(), 4);
+            let fast = {
+                let (cell, freed) = (p.cell(), freed.clone());
+                loom::thread::spawn(move || {
+                    let mut r = Reader::new(cell, 0);
+                    for _ in 0..2 {
+                        if r.changed() {
+                            r.switch();
+                        }
+                        let id = r.current().value.id;
+                        assert!(!freed[id].load(Ordering::SeqCst), "{id} freed in use");
+                    }
+                })
+            };
+            let lagging = {
+                let (cell, freed) = (p.cell(), freed.clone());
+                loom::thread::spawn(move || {
+                    let mut r = Reader::new(cell, 1);
+                    let id = r.current().value.id;
+                    assert!(!freed[id].load(Ordering::SeqCst), "{id} freed in use");
+                    if r.changed() {
+                        r.switch();
+                    }
+                    let id = r.current().value.id;
+                    assert!(!freed[id].load(Ordering::SeqCst), "{id} freed in use");
+                })
+            };
+            for g in 2..=4 {
+                p.publish(g, val(g as usize), st()).unwrap();
+                p.reclaim();
+                // Acknowledgements only rise, so each later read must agree
+                // with an earlier one: "all acknowledged" stays true, and a
+                // shard not named late runs g.
+                let all = p.all_acked(g);
+                let late = p.laggards(g);
+                let acks = p.acks();
+                if all {
+                    assert!(late.is_empty(), "acknowledged by all, yet {late:?} late");
+                }
+                for (k, &a) in acks.iter().enumerate() {
+                    if !late.contains(&k) {
+                        assert!(a >= g, "shard {k} not named late but at {a} < {g}");
+                    }
+                }
+            }
+            fast.join().unwrap();
+            lagging.join().unwrap();
+            drop(p);
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                4,
+                "every generation freed once"
+            );
+            assert_eq!(
+                st_drops.load(Ordering::SeqCst),
+                8,
+                "every shard state freed once"
+            );
+        });
+    }
+
     #[test]
     fn publish_switch_reclaim_two_workers() {
         loom::model(|| {
-            let freed: Arc<[AtomicBool; 4]> = Arc::new([
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-            ]);
+            let freed = flags();
             let drops = Arc::new(AtomicUsize::new(0));
             let st_drops = Arc::new(AtomicUsize::new(0));
             let val = |id| Val {

@@ -99,13 +99,90 @@ pub struct L1 {
     pub kept_schedule: bool,
     /// How far mutgen fell behind its schedule, when it did (ms).
     pub sender_lag_ms: Option<f64>,
+    /// L2: the parameter changes made during the run.
+    pub mutations: Option<Mutations>,
 }
 
-/// Runs L1 at `rate` records/s for `secs` seconds in `dir`.
-pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
+/// L2's `PUT /v1/params/min_price` requests, over one keep-alive
+/// connection.
+#[derive(Default)]
+pub struct Mutations {
+    pub sent: u64,
+    pub failed: u64,
+    /// Server side: publication to the last shard's acknowledgement (ns).
+    pub acked_ns: Vec<u64>,
+    /// Client side: request sent to answer read (ns).
+    pub round_trip_ns: Vec<u64>,
+    /// Generations the run went through.
+    pub generations: (u64, u64),
+}
+
+fn pct(v: &mut [u64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize] as f64
+}
+
+impl Mutations {
+    /// (p50, p99, max) in µs of the server's acknowledgement time and of
+    /// the client's round trip.
+    pub fn summary(&mut self) -> [(f64, f64, f64); 2] {
+        let f = |v: &mut Vec<u64>| {
+            (
+                pct(v, 0.5) / 1e3,
+                pct(v, 0.99) / 1e3,
+                v.iter().max().copied().unwrap_or(0) as f64 / 1e3,
+            )
+        };
+        [f(&mut self.acked_ns), f(&mut self.round_trip_ns)]
+    }
+}
+
+/// Changes `min_price` between 10.0 and 10.5, `per_sec` times a second,
+/// until `stop`.
+fn mutate(admin: String, per_sec: u32, stop: &std::sync::atomic::AtomicBool) -> Mutations {
+    let c = mutstream::control::client::Client::new(&admin, None, Duration::from_secs(10));
+    let mut m = Mutations::default();
+    let t0 = Instant::now();
+    let mut first = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let v = if m.sent % 2 == 0 { "10.5" } else { "10.0" };
+        let t = Instant::now();
+        let r = c.call(
+            "PUT",
+            "/v1/params/min_price",
+            Some(format!("{{\"value\": {v}}}").into_bytes()),
+            &[],
+        );
+        m.sent += 1;
+        match r {
+            Ok((200, a)) => {
+                m.round_trip_ns.push(t.elapsed().as_nanos() as u64);
+                m.acked_ns.push(a["acked_ns"].as_u64().unwrap_or(0));
+                let g = a["generation"].as_u64().unwrap_or(0);
+                first.get_or_insert(g);
+                m.generations = (first.unwrap_or(g), g);
+            }
+            _ => m.failed += 1,
+        }
+        let due = Duration::from_secs_f64(m.sent as f64 / per_sec as f64);
+        if let Some(w) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(w);
+        }
+    }
+    m
+}
+
+/// Runs L1 at `rate` records/s for `secs` seconds in `dir`; with
+/// `mutations_per_s`, L2: the same while `min_price` alternates through
+/// the admin API.
+pub fn run_l1(dir: &Path, rate: u64, secs: u64, mutations_per_s: u32) -> anyhow::Result<L1> {
     let cfg = mutstream::config::EMBEDDED
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0")
+        .replace("127.0.0.1:9100", "127.0.0.1:0")
         .replace("./mutstream-data/", &format!("{}/", dir.display()));
     std::fs::write(dir.join("l1.toml"), cfg)?;
     let mut app = Command::new(sibling("mutstream")?)
@@ -116,6 +193,7 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
     let mut err = BufReader::new(app.stderr.take().context("stderr")?);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut udp = None;
+    let mut admin = None;
     loop {
         let mut l = String::new();
         if err.read_line(&mut l)? == 0 || Instant::now() > deadline {
@@ -123,6 +201,9 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
         }
         if let Some(a) = l.split("listening on udp ").nth(1) {
             udp = a.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(a) = l.split("admin API on http://").nth(1) {
+            admin = a.split_whitespace().next().map(str::to_string);
         }
         if l.contains("running generation 1") {
             break;
@@ -142,11 +223,22 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
         .spawn()?;
     // The sender on the last CPU, away from the worker (CPU 0).
     let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
-    let g = Command::new(sibling("mutgen")?)
-        .args(["--addr", &udp, "--udp", "--rate", &rate.to_string()])
-        .args(["--pin", &last_cpu.to_string()])
-        .args(["--duration", &format!("{secs}s"), "--batch", "1", "--quiet"])
-        .output()?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (g, mutations) = std::thread::scope(|s| {
+        let m = (mutations_per_s > 0).then(|| {
+            let admin = admin.clone().unwrap_or_default();
+            let stop = &stop;
+            s.spawn(move || mutate(admin, mutations_per_s, stop))
+        });
+        let g = Command::new(sibling("mutgen")?)
+            .args(["--addr", &udp, "--udp", "--rate", &rate.to_string()])
+            .args(["--pin", &last_cpu.to_string()])
+            .args(["--duration", &format!("{secs}s"), "--batch", "1", "--quiet"])
+            .output();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let m = m.map(|h| h.join().unwrap_or_default());
+        anyhow::Ok((g?, m))
+    })?;
     let gen_out = String::from_utf8_lossy(&g.stdout).into_owned();
     if !g.status.success() {
         bail!("mutgen failed: {}", String::from_utf8_lossy(&g.stderr));
@@ -207,7 +299,7 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
         sent,
         journaled: commit[0] as u64,
         // Which ticks the kernel dropped is unknown: exact only without drops.
-        expected: (kernel_drops == 0).then_some(to_journal),
+        expected: (kernel_drops == 0 && mutations_per_s == 0).then_some(to_journal),
         kernel_drops,
         commit: commit[1..].to_vec(),
         tailer: tailer.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
@@ -217,5 +309,6 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<L1> {
             .split("fell behind its schedule by up to ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next()?.parse().ok()),
+        mutations,
     })
 }

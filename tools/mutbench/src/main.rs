@@ -55,10 +55,11 @@ enum Cmd {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
-    /// L1: ticks over UDP at a fixed rate through examples/ticks.mts into
-    /// a journal; latency from the intended send time (mutgen, mutlat and
-    /// the appliance as separate processes), beside sockperf's one-way
-    /// loopback latency.
+    /// L1 and L2: ticks over UDP at a fixed rate through examples/ticks.mts
+    /// into a journal; latency from the intended send time (mutgen, mutlat
+    /// and the appliance as separate processes), beside sockperf's one-way
+    /// loopback latency; L2 changes `min_price` 100 times a second through
+    /// the admin API meanwhile and reports the acknowledgement times.
     Latency {
         #[arg(long, default_value_t = 100_000)]
         rate: u64,
@@ -67,6 +68,10 @@ enum Cmd {
         /// 3 s at 20 000/s: checks the run is whole, not its speed.
         #[arg(long)]
         quick: bool,
+        /// L1 only, without L2 (the same run with 100 parameter changes a
+        /// second through the admin API).
+        #[arg(long)]
+        no_l2: bool,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
@@ -584,6 +589,7 @@ fn latency_cmd(
     rate: u64,
     secs: u64,
     quick: bool,
+    l2: bool,
     json: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let (rate, secs) = if quick { (20_000, 3) } else { (rate, secs) };
@@ -593,82 +599,168 @@ fn latency_cmd(
             "sockperf not found: one-way loopback latency not measured (tools/bench.sh installs it)"
         );
     }
-    let dir = std::env::temp_dir().join(format!("mutbench-l1-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    eprintln!("L1: {rate} ticks/s over UDP for {secs} s ...");
-    let r = latency::run_l1(&dir, rate, secs);
-    if r.is_ok() && !quick {
-        let keep = std::path::Path::new("target/bench");
-        if std::fs::create_dir_all(keep).is_ok() {
-            let _ = std::fs::copy(dir.join("l1.hgrm"), keep.join("l1.hgrm"));
-            let _ = std::fs::copy(dir.join("l1.svg"), keep.join("l1.svg"));
+    let mut runs = Vec::new();
+    for (name, per_s) in [("L1", 0u32), ("L2", 100)] {
+        if name == "L2" && !l2 {
+            continue;
         }
+        let dir = std::env::temp_dir().join(format!(
+            "mutbench-{}-{}",
+            name.to_lowercase(),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!(
+            "{name}: {rate} ticks/s over UDP for {secs} s{} ...",
+            if per_s > 0 {
+                ", PUT /v1/params/min_price 10.0/10.5 100 times a second"
+            } else {
+                ""
+            }
+        );
+        let r = latency::run_l1(&dir, rate, secs, per_s);
+        if r.is_ok() && !quick {
+            let keep = std::path::Path::new("target/bench");
+            let stem = name.to_lowercase();
+            if std::fs::create_dir_all(keep).is_ok() {
+                let _ = std::fs::copy(dir.join("l1.hgrm"), keep.join(format!("{stem}.hgrm")));
+                let _ = std::fs::copy(dir.join("l1.svg"), keep.join(format!("{stem}.svg")));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = r?;
+        r.one_way = one_way;
+        runs.push((name, r));
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut r = r?;
-    r.one_way = one_way;
     let f = |v: &[f64], i: usize| v.get(i).map_or("-".to_string(), |x| format!("{x:.1}"));
-    let mut md = format!(
-        "L1: {} ticks/s over UDP for {} s, examples/ticks.mts, journal; sent {}, kernel drops {}, journaled {}{}{}\n\n| µs | p50 | p90 | p99 | p99.9 | p99.99 | max |\n|---|---|---|---|---|---|---|\n",
-        r.rate,
-        r.secs,
-        r.sent,
-        r.kernel_drops,
-        r.journaled,
-        r.expected
-            .map_or(String::new(), |e| format!(" (expected {e})")),
-        if r.kept_schedule {
-            String::new()
-        } else {
-            format!(
-                "; mutgen fell behind its schedule by up to {} ms",
-                r.sender_lag_ms.map_or("?".into(), |l| format!("{l:.2}"))
-            )
-        }
-    );
-    md += &format!(
-        "| commit_ns − ts | {} | {} | {} | {} | {} | {} |\n",
-        f(&r.commit, 0),
-        f(&r.commit, 1),
-        f(&r.commit, 2),
-        f(&r.commit, 3),
-        f(&r.commit, 4),
-        f(&r.commit, 5)
-    );
-    md += &format!(
-        "| seen by a tailer process − ts | {} | {} | {} | {} | {} | {} |\n",
-        f(&r.tailer, 0),
-        f(&r.tailer, 1),
-        f(&r.tailer, 2),
-        f(&r.tailer, 3),
-        f(&r.tailer, 4),
-        f(&r.tailer, 5)
-    );
-    if let Some((a, b, c)) = r.one_way {
+    let mut md = String::new();
+    for (name, r) in &runs {
+        md += &format!(
+            "{name}: {} ticks/s over UDP for {} s, examples/ticks.mts, journal; sent {}, kernel drops {}, journaled {}{}{}\n",
+            r.rate,
+            r.secs,
+            r.sent,
+            r.kernel_drops,
+            r.journaled,
+            r.expected
+                .map_or(String::new(), |e| format!(" (expected {e})")),
+            if r.kept_schedule {
+                String::new()
+            } else {
+                format!(
+                    "; mutgen fell behind its schedule by up to {} ms",
+                    r.sender_lag_ms.map_or("?".into(), |l| format!("{l:.2}"))
+                )
+            }
+        );
+    }
+    md += "\n| µs | p50 | p90 | p99 | p99.9 | p99.99 | max |\n|---|---|---|---|---|---|---|\n";
+    let row = |label: &str, v: &[f64]| {
+        format!(
+            "| {label} | {} | {} | {} | {} | {} | {} |\n",
+            f(v, 0),
+            f(v, 1),
+            f(v, 2),
+            f(v, 3),
+            f(v, 4),
+            f(v, 5)
+        )
+    };
+    for (name, r) in &runs {
+        md += &row(&format!("{name} commit_ns − ts"), &r.commit);
+        md += &row(&format!("{name} seen by a tailer process − ts"), &r.tailer);
+    }
+    if let [(_, a), (_, b)] = runs.as_slice() {
+        let worse = |i: usize| {
+            a.commit
+                .get(i)
+                .zip(b.commit.get(i))
+                .map_or("-".into(), |(x, y)| {
+                    format!("{:+.0} %", (y / x - 1.0) * 100.0)
+                })
+        };
+        md += &format!(
+            "| L2 vs L1 (SPEC: no percentile worse by > 10 %) | {} | {} | {} | {} | {} | {} |\n",
+            worse(0),
+            worse(1),
+            worse(2),
+            worse(3),
+            worse(4),
+            worse(5)
+        );
+    }
+    if let (Some((a, b, c)), Some((_, r))) = (one_way, runs.first()) {
         md +=
             &format!("| one-way loopback (sockperf pp) | {a:.1} | - | {b:.1} | {c:.1} | - | - |\n");
         md += &format!(
-            "| commit above loopback | {:.1} | - | {:.1} | {:.1} | - | - |\n| SPEC §9 budget | 5 | - | 15 | 40 | - | - |\n",
+            "| L1 commit above loopback | {:.1} | - | {:.1} | {:.1} | - | - |\n| SPEC §9 budget | 5 | - | 15 | 40 | - | - |\n",
             r.commit[0] - a,
             r.commit[2] - b,
             r.commit[3] - c
         );
     }
+    let mut acks = None;
+    for (_, r) in &mut runs {
+        if let Some(m) = r.mutations.as_mut() {
+            let [ack, rtt] = m.summary();
+            md += &format!(
+                "\nL2 mutations: {} sent, {} failed, generations {}..{}. Acknowledged by every shard (server, publication to last ack): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (SPEC: p99 ≤ 1 ms); request to answer (client, keep-alive): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs\n",
+                m.sent,
+                m.failed,
+                m.generations.0,
+                m.generations.1,
+                ack.0,
+                ack.1,
+                ack.2,
+                rtt.0,
+                rtt.1,
+                rtt.2
+            );
+            acks = Some((ack, rtt, m.sent, m.failed));
+        }
+    }
     println!("{md}");
     if let Some(p) = json {
+        let v: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|(name, r)| {
+                serde_json::json!({
+                    "workload": name, "rate": r.rate, "secs": r.secs, "sent": r.sent,
+                    "kernel_drops": r.kernel_drops, "journaled": r.journaled, "expected": r.expected,
+                    "commit_us": r.commit, "tailer_us": r.tailer,
+                    "one_way_us": r.one_way.map(|(a, b, c)| [a, b, c]),
+                    "kept_schedule": r.kept_schedule,
+                })
+            })
+            .collect();
         let v = serde_json::json!({
-            "workload": "L1", "rate": r.rate, "secs": r.secs, "sent": r.sent,
-            "kernel_drops": r.kernel_drops, "journaled": r.journaled, "expected": r.expected,
-            "commit_us": r.commit, "tailer_us": r.tailer,
-            "one_way_us": r.one_way.map(|(a, b, c)| [a, b, c]),
-            "kept_schedule": r.kept_schedule,
+            "runs": v,
+            "l2_mutations": acks.map(|(a, r, sent, failed)| serde_json::json!({
+                "sent": sent, "failed": failed,
+                "acked_us_p50_p99_max": [a.0, a.1, a.2],
+                "round_trip_us_p50_p99_max": [r.0, r.1, r.2],
+            })),
         });
         std::fs::write(&p, serde_json::to_vec_pretty(&v)?)?;
     }
-    if let Some(e) = r.expected
-        && e != r.journaled
-    {
-        bail!("L1 lost records: {} journaled, {e} expected", r.journaled);
+    for (name, r) in &runs {
+        if let Some(e) = r.expected
+            && e != r.journaled
+        {
+            bail!(
+                "{name} lost records: {} journaled, {e} expected",
+                r.journaled
+            );
+        }
+        if let Some(m) = &r.mutations
+            && (m.failed > 0 || m.sent == 0)
+        {
+            bail!(
+                "{name}: {} of {} parameter changes failed",
+                m.failed,
+                m.sent
+            );
+        }
     }
     Ok(())
 }
@@ -687,8 +779,9 @@ fn main() -> anyhow::Result<()> {
             rate,
             secs,
             quick,
+            no_l2,
             json,
-        } => latency_cmd(rate, secs, quick, json)?,
+        } => latency_cmd(rate, secs, quick, !no_l2, json)?,
         Cmd::Udp {
             datagrams,
             runs,
