@@ -490,11 +490,14 @@ mod loom_tests {
         ])
     }
 
-    /// A storm of three publications while one shard keeps up and the
+    /// Publications back to back while one shard keeps up and the
     /// other lags (it looks once, late): the control side never sees a
     /// generation acknowledged by all before the lagging shard runs it,
     /// names that shard meanwhile, and never frees what it still holds.
+    /// About 12 minutes at LOOM_MAX_PREEMPTIONS=2 on two vCPUs: run by
+    /// `tools/heavy-tests.sh`, not by CI's short form.
     #[test]
+    #[ignore = "long: tools/heavy-tests.sh runs it"]
     fn acknowledge_under_a_storm_with_a_lagging_shard() {
         loom::model(|| {
             let freed = flags();
@@ -533,7 +536,7 @@ mod loom_tests {
                     assert!(!freed[id].load(Ordering::SeqCst), "{id} freed in use");
                 })
             };
-            for g in 2..=4 {
+            for g in 2..=3 {
                 p.publish(g, val(g as usize), st()).unwrap();
                 p.reclaim();
                 // Acknowledgements only rise, so each later read must agree
@@ -556,12 +559,12 @@ mod loom_tests {
             drop(p);
             assert_eq!(
                 drops.load(Ordering::SeqCst),
-                4,
+                3,
                 "every generation freed once"
             );
             assert_eq!(
                 st_drops.load(Ordering::SeqCst),
-                8,
+                6,
                 "every shard state freed once"
             );
         });
