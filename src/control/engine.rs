@@ -8,7 +8,7 @@
 //! woken by the publication), appends the outcome to the audit journal
 //! and saves the definition as `state_dir/current.json` for restarts.
 
-use super::definition::{self, Definition, Param};
+use super::definition::{self, Definition};
 use crate::config::Config;
 use crate::pipeline::Plan;
 use crate::runtime::{Appliance, StartError};
@@ -920,15 +920,5 @@ impl Controller {
             "bad_records": samples,
             "reloads": {"ok": self.reloads[0], "failed": self.reloads[1]},
         })
-    }
-}
-
-/// The parameter type names, for messages.
-pub fn param_type(p: &Param) -> &'static str {
-    match p {
-        Param::I64(_) => "i64",
-        Param::F64(_) => "f64",
-        Param::Bool(_) => "bool",
-        Param::Str(_) => "string",
     }
 }
