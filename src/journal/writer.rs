@@ -308,12 +308,16 @@ impl PartitionWriter {
         }
     }
 
+    /// The id of `s`'s content. One entry per distinct content, however
+    /// many generations compiled it: a pipeline change that keeps a
+    /// sink's fields keeps its id, allocates nothing here and keeps no
+    /// reference to the old generation's schema.
     fn schema_id(&mut self, s: &Arc<OutSchema>) -> u32 {
-        if let Some(&(_, id)) = self.schemas.iter().find(|(x, _)| Arc::ptr_eq(x, s)) {
-            return id;
-        }
-        if let Some(&(_, id)) = self.schemas.iter().find(|(x, _)| **x == **s) {
-            self.schemas.push((s.clone(), id));
+        if let Some(&(_, id)) = self
+            .schemas
+            .iter()
+            .find(|(x, _)| Arc::ptr_eq(x, s) || **x == **s)
+        {
             return id;
         }
         let mut payload = Vec::new();
