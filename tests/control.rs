@@ -6,14 +6,15 @@
 use mutstream::control::client::Client;
 use mutstream::loadgen::Tick;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mutstream");
+mod process;
+
+use process::{App, BIN};
 
 const TOKEN: &str = "alice-secret-0123456789";
 
@@ -62,109 +63,21 @@ path = "out.jsonl"
 
 const PIPELINE: &str = "filter price > $min_price and symbol in @watch | to out\n";
 
-struct App {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    admin: SocketAddr,
-    data: SocketAddr,
-}
-
-impl App {
-    fn start(dir: &Path, extra: &[&str]) -> App {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config", "m.toml"])
-            .args(extra)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut a = App {
-            child,
-            lines: rx,
-            log: Vec::new(),
-            admin: "127.0.0.1:1".parse().unwrap(),
-            data: "127.0.0.1:1".parse().unwrap(),
-        };
-        let addr = |l: &str, after: &str| -> SocketAddr {
-            l.split(after)
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        let l = a.wait_for("listening on tcp");
-        a.data = addr(&l, "listening on tcp ");
-        let l = a.wait_for("admin API on http://");
-        a.admin = addr(&l, "admin API on http://");
-        a.wait_for("running generation");
-        a
-    }
-
-    fn wait_for(&mut self, what: &str) -> String {
-        if let Some(l) = self.log.iter().find(|l| l.contains(what)) {
-            return l.clone();
+/// Ticks `(symbol, price)` over one connection, ts and seq from 1 000 and 0.
+fn send(app: &App, ticks: &[(u32, f64)]) {
+    let mut s = TcpStream::connect(app.data).unwrap();
+    let mut b = Vec::new();
+    for (i, &(symbol, price)) in ticks.iter().enumerate() {
+        Tick {
+            ts: 1_000 + i as i64,
+            seq: i as u64,
+            symbol,
+            qty: 1,
+            price,
         }
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                self.log.push(l.clone());
-                if l.contains(what) {
-                    return l;
-                }
-            }
-        }
-        panic!("no log line with {what:?}:\n{}", self.log.join("\n"));
+        .encode(&mut b);
     }
-
-    fn client(&self, token: Option<&str>) -> Client {
-        Client::new(
-            &self.admin.to_string(),
-            token.map(str::to_string),
-            Duration::from_secs(10),
-        )
-    }
-
-    fn send(&self, ticks: &[(u32, f64)]) {
-        let mut s = TcpStream::connect(self.data).unwrap();
-        let mut b = Vec::new();
-        for (i, &(symbol, price)) in ticks.iter().enumerate() {
-            Tick {
-                ts: 1_000 + i as i64,
-                seq: i as u64,
-                symbol,
-                qty: 1,
-                price,
-            }
-            .encode(&mut b);
-        }
-        s.write_all(&b).unwrap();
-    }
-
-    fn stop(mut self) -> Vec<String> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let st = self.child.wait().unwrap();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.log.push(l);
-        }
-        assert!(st.success(), "{}", self.log.join("\n"));
-        self.log
-    }
+    s.write_all(&b).unwrap();
 }
 
 fn setup(admin: &str) -> tempfile::TempDir {
@@ -212,7 +125,7 @@ fn changes_apply_while_data_flows_and_refusals_change_nothing() {
     assert_eq!(s["generation"], 1);
     assert_eq!(s["shards"][0]["generation"], 1);
 
-    app.send(&[(1, 15.0), (2, 5.0), (9, 50.0)]);
+    send(&app, &[(1, 15.0), (2, 5.0), (9, 50.0)]);
     assert_eq!(out_lines(dir.path(), 1).len(), 1);
 
     // An integer literal sets a float parameter; the answer comes once
@@ -226,7 +139,7 @@ fn changes_apply_while_data_flows_and_refusals_change_nothing() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["generation"], 2);
     assert!(r["acked_ns"].as_u64().unwrap() > 0);
-    app.send(&[(1, 15.0), (1, 25.0)]);
+    send(&app, &[(1, 15.0), (1, 25.0)]);
     let out = out_lines(dir.path(), 2);
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[1]["price"], 25.0);
@@ -321,7 +234,7 @@ fn changes_apply_while_data_flows_and_refusals_change_nothing() {
     let (st, _) = c.call("DELETE", "/v1/tables/watch/9", None, &key).unwrap();
     assert_eq!(st, 422);
     assert_eq!(generation(&c), 4);
-    app.send(&[(9, 50.0)]);
+    send(&app, &[(9, 50.0)]);
     let out = out_lines(dir.path(), 3);
     assert_eq!(out.len(), 3, "{out:?}");
     assert_eq!(out[2]["symbol"], 9);
@@ -347,7 +260,7 @@ fn changes_apply_while_data_flows_and_refusals_change_nothing() {
         .unwrap();
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["generation"], 6);
-    app.send(&[(9, 1.0), (1, 1.0)]);
+    send(&app, &[(9, 1.0), (1, 1.0)]);
     let out = out_lines(dir.path(), 5);
     assert_eq!(out.len(), 5, "{out:?}");
     assert_eq!(out[3]["name"], "nine");
@@ -358,7 +271,7 @@ fn changes_apply_while_data_flows_and_refusals_change_nothing() {
     let (st, r) = call(&c, "POST", "/v1/rollback", Some(json!({"generation": 5})));
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["generation"], 7);
-    app.send(&[(9, 50.0), (9, 1.0)]);
+    send(&app, &[(9, 50.0), (9, 1.0)]);
     let out = out_lines(dir.path(), 6);
     assert_eq!(out.len(), 6, "{out:?}");
     assert!(out[5].get("name").is_none());
@@ -582,7 +495,7 @@ fn a_restart_comes_back_on_the_last_generation_unless_the_files_changed() {
     assert_eq!(s["generation"], 11);
     assert_eq!(s["params"]["min_price"], 110.0);
     // Records are tagged with the restored generation and filtered by it.
-    app.send(&[(1, 105.0), (1, 111.0)]);
+    send(&app, &[(1, 105.0), (1, 111.0)]);
     let out = out_lines(dir.path(), 1);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["_gen"], 11);

@@ -16,22 +16,22 @@
 //! runs the issue's 5 000 000 and 1 000 (`MUTSTREAM_STORM_RECORDS`,
 //! `MUTSTREAM_STORM_MUTATIONS`).
 
+mod process;
 mod reference;
 
 use mutstream::codec::FieldType as FT;
 use mutstream::config::ParamValue;
 use mutstream::control::client::Client;
 use mutstream::loadgen::{Rng, Tick};
+use process::{App, BIN};
 use reference::{Val, World};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mutstream");
 
 const FIELDS: &[(&str, FT)] = &[
     ("ts", FT::Timestamp),
@@ -82,59 +82,6 @@ file = "{pipeline_file}"
 {extra}
 "#
     )
-}
-
-struct App {
-    child: Child,
-    log: std::sync::mpsc::Receiver<String>,
-    admin: SocketAddr,
-    data: SocketAddr,
-}
-
-impl App {
-    fn start(dir: &Path) -> App {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config", "m.toml"])
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let (mut admin, mut data) = (None, None);
-        let t = Instant::now();
-        while admin.is_none() || data.is_none() {
-            let l = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the appliance starts");
-            let after = |k: &str| -> Option<SocketAddr> {
-                l.split(k).nth(1)?.split_whitespace().next()?.parse().ok()
-            };
-            admin = admin.or(after("admin API on http://"));
-            data = data.or(after("listening on tcp "));
-            assert!(t.elapsed() < Duration::from_secs(20));
-        }
-        App {
-            child,
-            log: rx,
-            admin: admin.unwrap(),
-            data: data.unwrap(),
-        }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let st = self.child.wait().unwrap();
-        let log: Vec<String> = self.log.try_iter().collect();
-        assert!(st.success(), "{}", log.join("\n"));
-    }
 }
 
 fn env_or(k: &str, d: u64) -> u64 {
@@ -263,7 +210,7 @@ path = "low"
         ),
     )
     .unwrap();
-    let app = App::start(dir.path());
+    let app = App::start(dir.path(), &[]);
     let client = Client::new(&app.admin.to_string(), None, Duration::from_secs(30));
     let recs = ticks(n, 7);
     let secs = (n as f64 / 150_000.0).max(2.0);
@@ -491,7 +438,7 @@ path = "big.jsonl"
         ),
     )
     .unwrap();
-    let app = App::start(dir.path());
+    let app = App::start(dir.path(), &[]);
     let client = Client::new(&app.admin.to_string(), None, Duration::from_secs(30));
     // 200 000 ticks, 1 µs of event time apart: 2 windows of 100 ms... make
     // it 50 µs apart so the run spans 100 windows.
