@@ -280,6 +280,48 @@ impl Batch {
         self.len += n;
     }
 
+    /// Moves rows `at..len()` into `tail` (emptied first; same schema and
+    /// capacity), leaving rows `0..at` here. Strings are copied into the
+    /// tail's arena. For the rare batch split at a timed generation switch.
+    ///
+    /// # Panics
+    /// If `at > len()` or `tail` has other columns or a smaller capacity.
+    pub fn split_off_into(&mut self, at: usize, tail: &mut Batch) {
+        assert!(at <= self.len, "split point within the batch");
+        assert!(
+            tail.cols.len() == self.cols.len() && tail.capacity >= self.len - at,
+            "tail batch of the same schema"
+        );
+        tail.clear();
+        let n = self.len - at;
+        for (src, dst) in self.cols.iter().zip(tail.cols.iter_mut()) {
+            for i in 0..n {
+                dst.valid.set(i, src.valid.get(at + i));
+            }
+            match (&src.data, &mut dst.data) {
+                (ColumnData::I64(a), ColumnData::I64(b)) => b[..n].copy_from_slice(&a[at..at + n]),
+                (ColumnData::U64(a), ColumnData::U64(b)) => b[..n].copy_from_slice(&a[at..at + n]),
+                (ColumnData::F64(a), ColumnData::F64(b)) => b[..n].copy_from_slice(&a[at..at + n]),
+                (ColumnData::Bool(a), ColumnData::Bool(b)) => {
+                    b[..n].copy_from_slice(&a[at..at + n])
+                }
+                (ColumnData::Sym(a), ColumnData::Sym(b)) => b[..n].copy_from_slice(&a[at..at + n]),
+                (ColumnData::Str(a), ColumnData::Str(b)) => {
+                    for i in 0..n {
+                        let r = a[at + i];
+                        let off = tail.arena.len() as u32;
+                        tail.arena.extend_from_slice(r.get(&self.arena));
+                        b[i] = StrRef { off, len: r.len };
+                    }
+                }
+                _ => unreachable!("columns of one schema have one type"),
+            }
+        }
+        tail.len = n;
+        tail.ingest_ns = self.ingest_ns;
+        self.len = at;
+    }
+
     /// Row `row` of column `col` as a [`Value`]; symbols are resolved through
     /// `symbols`.
     pub fn value<'a>(&'a self, row: usize, col: usize, symbols: &'a super::Interner) -> Value<'a> {
@@ -458,6 +500,46 @@ mod tests {
         assert_eq!(b.value(0, 1, &sym), Value::Null);
         assert_eq!(b.value(0, 2, &sym), Value::I64(7));
         assert_eq!(b.ts_defaulted, 1);
+    }
+
+    #[test]
+    fn split_moves_the_tail_with_its_strings_and_nulls() {
+        let s = schema();
+        let mut b = Batch::new(&s, 4);
+        for (ts, name) in [(1, Some("a")), (2, None), (3, Some("ccc")), (4, Some("dd"))] {
+            let mut r = b.row();
+            r.set_i64(0, ts);
+            if let Some(n) = name {
+                r.set_str(1, n.as_bytes());
+            }
+            r.set_i64(2, ts * 10);
+            r.commit(&s, 0).unwrap();
+        }
+        let mut tail = Batch::new(&s, 4);
+        tail.row().commit(&s, 0).unwrap_err();
+        b.split_off_into(1, &mut tail);
+        let sym = Interner::new(16);
+        fn rows<'a>(b: &'a Batch, sym: &'a Interner) -> Vec<Vec<Value<'a>>> {
+            (0..b.len())
+                .map(|i| (0..3).map(|c| b.value(i, c, sym)).collect())
+                .collect()
+        }
+        assert_eq!(
+            rows(&b, &sym),
+            [vec![Value::Ts(1), Value::Str(b"a"), Value::I64(10)]]
+        );
+        assert_eq!(
+            rows(&tail, &sym),
+            [
+                vec![Value::Ts(2), Value::Null, Value::I64(20)],
+                vec![Value::Ts(3), Value::Str(b"ccc"), Value::I64(30)],
+                vec![Value::Ts(4), Value::Str(b"dd"), Value::I64(40)],
+            ]
+        );
+        assert_eq!(
+            tail.arena, b"cccdd",
+            "the tail's arena holds only its strings"
+        );
     }
 
     #[test]

@@ -201,7 +201,10 @@ fn human(cmd: &CtlCmd, v: &Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|x| format!("shard {}: {}", x["shard"], x["generation"]))
+                .map(|x| match x["armed"].as_u64() {
+                    Some(a) => format!("shard {}: {} ({a} armed)", x["shard"], x["generation"]),
+                    None => format!("shard {}: {}", x["shard"], x["generation"]),
+                })
                 .collect();
             s += &format!(" ({})\n", acks.join(", "));
             s += &format!("started: {}\n", v["started"].as_str().unwrap_or("?"));
@@ -292,6 +295,14 @@ fn human(cmd: &CtlCmd, v: &Value) -> String {
             } else {
                 ""
             };
+            if let Some(t) = v["switch_at_rfc3339"].as_str() {
+                return format!(
+                    "generation {} is armed on every shard (in {}) to switch at {t}: {}{replay}",
+                    v["generation"],
+                    v["acked_ns"].as_u64().map_or("?".into(), us),
+                    v["diff"].as_str().unwrap_or("")
+                );
+            }
             format!(
                 "generation {} runs on every shard (acknowledged in {}): {}{replay}",
                 v["generation"],

@@ -30,6 +30,8 @@ pub enum Op {
         text: String,
         origin: String,
         dry_run: bool,
+        /// `--at`: switch at this event time (ns) instead of at once.
+        at: Option<i64>,
     },
     Set {
         name: String,
@@ -135,6 +137,10 @@ pub struct Entry {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_ns: Option<u64>,
+    /// `apply --at`: the event time (ns) at which shards switch; `acked_ns`
+    /// is then the time until every shard had it armed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_at: Option<i64>,
     /// What the generation was compiled from (applied ones only), by its
     /// hash: `state_dir/definitions/HASH.json`, written once per distinct
     /// definition, so a parameter flipping back and forth costs two files.
@@ -360,6 +366,7 @@ impl Controller {
                 result: "applied".into(),
                 error: None,
                 acked_ns: None,
+                switch_at: None,
                 definition: None,
             });
         }
@@ -465,6 +472,12 @@ impl Controller {
                 ),
             );
         }
+        if req.op.mutates()
+            && !matches!(req.op, Op::Apply { .. } | Op::Rollback { .. })
+            && let Some(msg) = self.armed_pending()
+        {
+            return self.reject(&req, 409, msg);
+        }
         let cfg = self.app.config().clone();
         let mut next = (*self.def).clone();
         match &req.op {
@@ -481,6 +494,7 @@ impl Controller {
                 text,
                 origin,
                 dry_run,
+                ..
             } => {
                 next.pipeline = text.clone();
                 next.origin = origin.clone();
@@ -597,6 +611,27 @@ impl Controller {
         r
     }
 
+    /// While a generation armed by `apply --at` has not yet switched on
+    /// every shard, why other changes must wait: they would be built on
+    /// it and take effect at once, taking it along before its time.
+    fn armed_pending(&self) -> Option<String> {
+        let at = self.app.switch_at()?;
+        let g = self.app.generation();
+        let waiting: Vec<String> = (self.app.acks().iter().enumerate())
+            .filter(|(_, a)| **a < g)
+            .map(|(k, _)| k.to_string())
+            .collect();
+        if waiting.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "generation {g} is armed to switch at {} and shard(s) {} have not switched yet; \
+             apply a pipeline or roll back to replace it, or wait",
+            crate::codec::time::format_rfc3339(at),
+            waiting.join(", ")
+        ))
+    }
+
     /// Applies `f` to table `name` of `next`.
     fn with_table(
         next: &mut Definition,
@@ -673,6 +708,7 @@ impl Controller {
             result: "rejected".into(),
             error: Some(msg.clone()),
             acked_ns: None,
+            switch_at: None,
             definition: None,
         };
         self.record(&e);
@@ -690,8 +726,28 @@ impl Controller {
                 return r;
             }
         };
+        let switch_at = match &req.op {
+            Op::Apply { at, .. } => *at,
+            _ => None,
+        };
+        if switch_at.is_some()
+            && let Some(c) = plan
+                .chains
+                .iter()
+                .flatten()
+                .find(|c| c.input().ts_index.is_none())
+        {
+            return self.reject(
+                req,
+                400,
+                format!(
+                    "--at needs a `ts` timestamp field in every schema; schema {} has none",
+                    c.input().name
+                ),
+            );
+        }
         let diff = next.diff(&self.def);
-        let id = match self.app.publish(plan.clone()) {
+        let id = match self.app.publish_at(plan.clone(), switch_at) {
             Ok(id) => id,
             Err(e) => return self.reject(req, 503, e.to_string()),
         };
@@ -708,26 +764,41 @@ impl Controller {
             result: "applied".into(),
             error: None,
             acked_ns: None,
+            switch_at,
             definition: hash,
         };
-        let reply = match self.app.wait_acked(id, self.ack_timeout) {
+        let waited = match switch_at {
+            Some(_) => self.app.wait_armed(id, self.ack_timeout),
+            None => self.app.wait_acked(id, self.ack_timeout),
+        };
+        let reply = match waited {
             Ok(d) => {
                 e.acked_ns = Some(d.as_nanos() as u64);
-                Reply::ok(json!({
+                let mut body = json!({
                     "generation": id,
                     "acked_ns": d.as_nanos() as u64,
                     "diff": diff,
-                }))
+                });
+                if let Some(t) = switch_at {
+                    body["switch_at"] = t.into();
+                    body["switch_at_rfc3339"] = crate::codec::time::format_rfc3339(t).into();
+                }
+                Reply::ok(body)
             }
             Err(late) => {
                 e.result = "published".into();
                 let msg = format!(
-                    "generation {id} is published but shard{} {} did not acknowledge it within {:?}",
+                    "generation {id} is published but shard{} {} did not {} it within {:?}",
                     if late.len() == 1 { "" } else { "s" },
                     late.iter()
                         .map(usize::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
+                    if switch_at.is_some() {
+                        "arm"
+                    } else {
+                        "acknowledge"
+                    },
                     self.ack_timeout
                 );
                 e.error = Some(msg.clone());
@@ -790,6 +861,14 @@ impl Controller {
     fn record(&mut self, e: &Entry) {
         let prefix = if e.author == "sighup" { "SIGHUP: " } else { "" };
         match (&e.generation, &e.error, e.acked_ns) {
+            (Some(g), None, Some(a)) if e.switch_at.is_some() => tracing::info!(
+                "generation {g} (author {}) armed on every shard in {:?}, switching at event time {}: {}: {}",
+                e.author,
+                Duration::from_nanos(a),
+                crate::codec::time::format_rfc3339(e.switch_at.unwrap_or_default()),
+                e.op,
+                e.diff
+            ),
             (Some(g), None, Some(a)) => tracing::info!(
                 "{prefix}generation {g} (author {}) runs on every shard, acknowledged in {:?}: {}: {}",
                 e.author,
@@ -911,7 +990,23 @@ impl Controller {
             .collect();
         json!({
             "generation": app.generation(),
-            "shards": acks.iter().enumerate().map(|(i, g)| json!({"shard": i, "generation": g})).collect::<Vec<_>>(),
+            "shards": acks.iter().zip(app.seen()).enumerate().map(|(i, (g, seen))| {
+                let sm = &m.shards[i];
+                let mut o = json!({
+                    "shard": i,
+                    "generation": g,
+                    "switches": sm.generation_switches.get(),
+                    "states_carried": sm.states_carried.get(),
+                    "late_for_switch": sm.late_for_switch.get(),
+                    "connections": sm.sources.iter()
+                        .map(|c| c.conns_accepted.get().saturating_sub(c.conns_closed.get()))
+                        .sum::<u64>(),
+                });
+                if seen > *g && seen != u64::MAX {
+                    o["armed"] = seen.into();
+                }
+                o
+            }).collect::<Vec<_>>(),
             "started": self.started.to_string(),
             "pipeline": self.def.origin,
             "params": self.def.params.iter().map(|(n, p)| (n.clone(), p.json())).collect::<serde_json::Map<_, _>>(),

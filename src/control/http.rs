@@ -15,6 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// An event time as `apply --at` takes it: RFC 3339 or integer ns since
+/// the Unix epoch.
+pub fn parse_event_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| crate::codec::time::parse_rfc3339(s.as_bytes()))
+}
+
 /// A request on its way to the owner thread, with where to answer.
 pub type Envelope = (Request, tokio::sync::oneshot::Sender<Reply>);
 
@@ -341,17 +350,27 @@ async fn handle(
     let json = || serde_json::from_str::<serde_json::Value>(&text).ok();
     let op = match route {
         Route::Op(op) => op,
-        Route::Pipeline if at_q.is_some() => {
-            return Ok(error(
-                501,
-                "apply --at (a switch at event time) is not supported by this version yet",
-            ));
+        Route::Pipeline => {
+            let at = match at_q.as_deref().map(parse_event_time) {
+                None => None,
+                Some(Some(t)) => Some(t),
+                Some(None) => {
+                    return Ok(error(
+                        400,
+                        format!(
+                            "at={:?} is neither RFC 3339 (2026-11-30T14:30:00Z) nor integer ns",
+                            at_q.unwrap_or_default()
+                        ),
+                    ));
+                }
+            };
+            Op::Apply {
+                text,
+                origin,
+                dry_run,
+                at,
+            }
         }
-        Route::Pipeline => Op::Apply {
-            text,
-            origin,
-            dry_run,
-        },
         Route::Param(name) => {
             let value = match json().as_ref() {
                 Some(serde_json::Value::Object(o)) => match o.get("value").and_then(scalar) {

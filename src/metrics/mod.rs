@@ -125,6 +125,9 @@ pub struct ShardMetrics {
     pub generation_switches: Counter,
     /// Window, dedup and sample states handed to a new generation.
     pub states_carried: Counter,
+    /// Records before the switch time of the `--at` generation that ran
+    /// them: they arrived after the shard had switched.
+    pub late_for_switch: Counter,
     /// Kernel thread id of the worker (0 before it starts).
     pub tid: AtomicI32,
     pub samples: Samples,
@@ -146,6 +149,7 @@ impl ShardMetrics {
             generation: Counter::new(),
             generation_switches: Counter::new(),
             states_carried: Counter::new(),
+            late_for_switch: Counter::new(),
             tid: AtomicI32::new(0),
             samples: Samples::default(),
         }

@@ -18,6 +18,12 @@
 //!   free every node with id < min(ack)
 //! ```
 //!
+//! A generation may instead be *armed* to switch at an event time
+//! ([`Publisher::publish_at`], `apply --at`): a worker that sees it records
+//! it as seen (a Release store of its id into `seen[k]`) and keeps running
+//! its current one until its own data reaches that time, then switches and
+//! acknowledges as above. A later publication supersedes an armed one.
+//!
 //! Invariants:
 //! * ids increase; `ack[k]` is the id of the node worker k runs (or
 //!   `u64::MAX` once the worker has gone), so `ack[k] ≤ latest.id`;
@@ -43,6 +49,8 @@ struct Slot<S> {
 pub struct Node<T, S> {
     pub id: u64,
     pub value: T,
+    /// Event time (ns) at which shards switch to it; `None`: at once.
+    pub switch_at: Option<i64>,
     slots: Box<[Slot<S>]>,
 }
 
@@ -51,6 +59,8 @@ pub struct Node<T, S> {
 pub struct Cell<T, S> {
     latest: CachePadded<AtomicPtr<Node<T, S>>>,
     acks: Box<[CachePadded<AtomicU64>]>,
+    /// The latest id each shard has seen (armed or running).
+    seen: Box<[CachePadded<AtomicU64>]>,
 }
 
 // SAFETY: the cell hands `&Node` to several threads and moves `S` values
@@ -101,13 +111,18 @@ impl<T, S> Publisher<T, S> {
         let node = Box::into_raw(Box::new(Node {
             id,
             value,
+            switch_at: None,
             slots: slots(states),
         }));
+        let padded = |v| {
+            (0..shards)
+                .map(|_| CachePadded::new(AtomicU64::new(v)))
+                .collect()
+        };
         let cell = Arc::new(Cell {
             latest: CachePadded::new(AtomicPtr::new(node)),
-            acks: (0..shards)
-                .map(|_| CachePadded::new(AtomicU64::new(id)))
-                .collect(),
+            acks: padded(id),
+            seen: padded(id),
         });
         let mut live = VecDeque::new();
         live.push_back(node);
@@ -137,6 +152,22 @@ impl<T, S> Publisher<T, S> {
     /// `TooManyLive` when `max_live` generations are still held: a shard is
     /// stuck, and publishing more would only grow memory.
     pub fn publish(&mut self, id: u64, value: T, states: Vec<S>) -> Result<(), PublishError> {
+        self.publish_at(id, value, states, None)
+    }
+
+    /// As [`Publisher::publish`]; with `switch_at`, each shard arms the
+    /// generation when it sees it and switches at its first batch holding
+    /// a record at or after that event time.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    pub fn publish_at(
+        &mut self,
+        id: u64,
+        value: T,
+        states: Vec<S>,
+        switch_at: Option<i64>,
+    ) -> Result<(), PublishError> {
         assert!(id > self.latest().id, "generation ids increase");
         if states.len() != self.cell.acks.len() {
             return Err(PublishError::SlotCount {
@@ -153,6 +184,7 @@ impl<T, S> Publisher<T, S> {
         let node = Box::into_raw(Box::new(Node {
             id,
             value,
+            switch_at,
             slots: slots(states),
         }));
         // Pairs with the Acquire load in `Reader::changed`/`switch`: the
@@ -163,29 +195,38 @@ impl<T, S> Publisher<T, S> {
         Ok(())
     }
 
+    // Acquire loads below pair with the workers' Release stores of `ack`
+    // (in `Reader::advance_with`) and of `seen` (in `Reader::observe`).
+
     /// Whether every shard runs generation `id` or a later one.
     pub fn all_acked(&self, id: u64) -> bool {
-        // Acquire pairs with the Release ack in `Reader::switch`.
-        self.cell
-            .acks
-            .iter()
-            .all(|a| a.load(Ordering::Acquire) >= id)
+        values(&self.cell.acks).all(|a| a >= id)
     }
 
     /// Shards that do not yet run generation `id`.
     pub fn laggards(&self, id: u64) -> Vec<usize> {
-        (0..self.cell.acks.len())
-            .filter(|&k| self.cell.acks[k].load(Ordering::Acquire) < id)
-            .collect()
+        below(&self.cell.acks, id)
     }
 
     /// The generation each shard acknowledged (`u64::MAX`: gone).
     pub fn acks(&self) -> Vec<u64> {
-        self.cell
-            .acks
-            .iter()
-            .map(|a| a.load(Ordering::Acquire))
-            .collect()
+        values(&self.cell.acks).collect()
+    }
+
+    /// Whether every shard has seen generation `id` or a later one (armed
+    /// it, or runs it).
+    pub fn all_seen(&self, id: u64) -> bool {
+        values(&self.cell.seen).all(|a| a >= id)
+    }
+
+    /// Shards that have not yet seen generation `id`.
+    pub fn unseen(&self, id: u64) -> Vec<usize> {
+        below(&self.cell.seen, id)
+    }
+
+    /// The latest generation each shard has seen (`u64::MAX`: gone).
+    pub fn seen(&self) -> Vec<u64> {
+        values(&self.cell.seen).collect()
     }
 
     /// Frees every node no shard can reach any more; returns how many.
@@ -193,13 +234,7 @@ impl<T, S> Publisher<T, S> {
         // Acquire pairs with the workers' Release acks: their last accesses
         // to older nodes (including returning working memory into a slot)
         // happen before the frees below.
-        let min = self
-            .cell
-            .acks
-            .iter()
-            .map(|a| a.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(u64::MAX);
+        let min = values(&self.cell.acks).min().unwrap_or(u64::MAX);
         let mut freed = 0;
         while self.live.len() > 1 {
             let front = *self.live.front().expect("len > 1");
@@ -243,6 +278,20 @@ impl<T, S> Drop for Publisher<T, S> {
     }
 }
 
+/// One word per shard, each loaded with Acquire.
+fn values(words: &[CachePadded<AtomicU64>]) -> impl Iterator<Item = u64> + '_ {
+    words.iter().map(|a| a.load(Ordering::Acquire))
+}
+
+/// The shards whose word is below `id`.
+fn below(words: &[CachePadded<AtomicU64>], id: u64) -> Vec<usize> {
+    values(words)
+        .enumerate()
+        .filter(|&(_, v)| v < id)
+        .map(|(k, _)| k)
+        .collect()
+}
+
 fn slots<S>(states: Vec<S>) -> Box<[Slot<S>]> {
     states
         .into_iter()
@@ -258,6 +307,9 @@ pub struct Reader<T, S> {
     cell: Arc<Cell<T, S>>,
     shard: usize,
     cur: *mut Node<T, S>,
+    /// The latest node this worker has looked at: `cur`, or a later one
+    /// armed to switch at an event time.
+    seen: *mut Node<T, S>,
     state: Option<S>,
 }
 
@@ -277,22 +329,55 @@ impl<T, S> Reader<T, S> {
             cell,
             shard,
             cur: std::ptr::null_mut(),
+            seen: std::ptr::null_mut(),
             state: None,
         };
         r.switch();
         r
     }
 
-    /// Whether a newer generation has been published. One Acquire load:
-    /// call it between batches.
+    /// Whether a generation this worker has not looked at has been
+    /// published. One Acquire load: call it between batches.
     #[inline]
     pub fn changed(&self) -> bool {
         // Pairs with the Release store in `Publisher::publish`.
-        self.cell.latest.load(Ordering::Acquire) != self.cur
+        self.cell.latest.load(Ordering::Acquire) != self.seen
     }
 
-    /// Moves to the latest generation and acknowledges it. Builds nothing:
-    /// the working memory was prepared by the publisher.
+    /// Looks at the latest generation and records it as seen. Returns its
+    /// switch time when it is armed for one (the worker keeps running the
+    /// current generation and calls [`Reader::advance_with`] when its data
+    /// reaches that time); `None` when the caller should advance now.
+    #[cold]
+    #[inline(never)]
+    pub fn observe(&mut self) -> Option<i64> {
+        let new = self.cell.latest.load(Ordering::Acquire); // pairs with publish
+        self.seen = new;
+        // SAFETY: `new` is the latest node, so its id is above our ack (or
+        // equal to it) and only nodes below every ack are freed.
+        let node = unsafe { &*new };
+        // Pairs with the Acquire loads in `Publisher::all_seen`.
+        self.cell.seen[self.shard].store(node.id, Ordering::Release);
+        if new == self.cur {
+            None
+        } else {
+            node.switch_at
+        }
+    }
+
+    /// The switch time of the generation armed on this worker, if one is.
+    #[inline]
+    pub fn armed(&self) -> Option<i64> {
+        if self.seen == self.cur {
+            return None;
+        }
+        // SAFETY: `seen` is later than `cur`, so its id is above our ack:
+        // it is alive (only nodes below every ack are freed).
+        unsafe { (*self.seen).switch_at }
+    }
+
+    /// Moves to the latest generation and acknowledges it, armed or not.
+    /// Builds nothing: the working memory was prepared by the publisher.
     #[cold]
     #[inline(never)]
     pub fn switch(&mut self) {
@@ -310,12 +395,26 @@ impl<T, S> Reader<T, S> {
         &mut self,
         hand_over: impl FnOnce(&Node<T, S>, &mut Option<S>, &Node<T, S>, &mut Option<S>),
     ) {
-        let new = self.cell.latest.load(Ordering::Acquire); // pairs with publish
+        self.seen = self.cell.latest.load(Ordering::Acquire); // pairs with publish
+        self.advance_with(hand_over);
+    }
+
+    /// As [`Reader::switch_with`], to the generation last seen by
+    /// [`Reader::observe`] (an armed one whose time has come) rather than
+    /// the latest.
+    #[cold]
+    #[inline(never)]
+    pub fn advance_with(
+        &mut self,
+        hand_over: impl FnOnce(&Node<T, S>, &mut Option<S>, &Node<T, S>, &mut Option<S>),
+    ) {
+        let new = self.seen;
         if new == self.cur {
             return;
         }
-        // SAFETY: `new` is the latest node; it is not freed while our ack is
-        // below its id (which it is: we have not acknowledged it yet).
+        // SAFETY: `new` was the latest node when seen; it is not freed while
+        // our ack is below its id (which it is: we have not acknowledged it
+        // yet).
         let node = unsafe { &*new };
         let slot = &node.slots[self.shard];
         // SAFETY: slot `shard` of a published node is touched only by this
@@ -339,6 +438,8 @@ impl<T, S> Reader<T, S> {
             });
         }
         self.cur = new;
+        // Pairs with the Acquire loads in `Publisher::{all_seen, unseen}`.
+        self.cell.seen[self.shard].store(node.id, Ordering::Release);
         // Pairs with the Acquire loads in `Publisher::{reclaim, all_acked}`.
         self.cell.acks[self.shard].store(node.id, Ordering::Release);
     }
@@ -373,6 +474,7 @@ impl<T, S> Drop for Reader<T, S> {
             });
         }
         // Pairs with the Acquire loads of the publisher: we are gone.
+        self.cell.seen[self.shard].store(u64::MAX, Ordering::Release);
         self.cell.acks[self.shard].store(u64::MAX, Ordering::Release);
     }
 }
@@ -414,6 +516,36 @@ mod tests {
         drop(r1);
         drop(p);
         assert_eq!(drops.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn armed_generation_waits_for_its_time_and_can_be_superseded() {
+        let mut p = Publisher::new(1, 1, (), vec![1u32], 8);
+        let mut r = Reader::new(p.cell(), 0);
+        p.publish_at(2, (), vec![2], Some(500)).unwrap();
+        assert!(!p.all_seen(2));
+        assert!(r.changed());
+        assert_eq!(r.observe(), Some(500));
+        assert!(!r.changed(), "an armed generation is looked at once");
+        assert_eq!(r.armed(), Some(500));
+        assert!(p.all_seen(2) && !p.all_acked(2));
+        assert_eq!(r.current().id, 1, "armed, still running the old one");
+        r.advance_with(|_, _, _, _| {});
+        assert_eq!(
+            (r.current().id, r.parts().1.copied(), r.armed()),
+            (2, Some(2), None)
+        );
+        assert!(p.all_acked(2));
+        // Armed again, then superseded by an immediate one before its time.
+        p.publish_at(3, (), vec![3], Some(900)).unwrap();
+        assert_eq!(r.observe(), Some(900));
+        p.publish(4, (), vec![4]).unwrap();
+        assert!(r.changed());
+        assert_eq!(r.observe(), None);
+        r.advance_with(|_, _, _, _| {});
+        assert_eq!((r.current().id, r.armed()), (4, None));
+        p.reclaim();
+        assert_eq!(p.live(), 1, "1, 2 and the never-run 3 are freed");
     }
 
     #[test]
@@ -567,6 +699,59 @@ mod loom_tests {
                 6,
                 "every shard state freed once"
             );
+        });
+    }
+
+    /// An armed generation (`apply --at`) superseded while a worker holds
+    /// it armed: the worker either switches to it when its time comes or
+    /// skips it for the later one; nothing it can reach is freed, `seen`
+    /// never runs behind `ack`, and every node is freed once.
+    #[test]
+    fn armed_generation_superseded_under_reclaim() {
+        loom::model(|| {
+            let freed = flags();
+            let drops = Arc::new(AtomicUsize::new(0));
+            let st_drops = Arc::new(AtomicUsize::new(0));
+            let val = |id| Val {
+                id,
+                freed: freed.clone(),
+                drops: drops.clone(),
+            };
+            let st = || vec![St(st_drops.clone())];
+            let mut p = Publisher::new(1, 1, val(1), st(), 4);
+            let worker = {
+                let (cell, freed) = (p.cell(), freed.clone());
+                loom::thread::spawn(move || {
+                    let mut r = Reader::new(cell, 0);
+                    for _ in 0..2 {
+                        if r.changed() && r.observe().is_none() {
+                            r.advance_with(|_, _, _, _| {});
+                        }
+                        // The armed one's time comes.
+                        if r.armed().is_some() {
+                            r.advance_with(|_, _, _, _| {});
+                        }
+                        let id = r.current().value.id;
+                        assert!(!freed[id].load(Ordering::SeqCst), "{id} freed in use");
+                    }
+                })
+            };
+            p.publish_at(2, val(2), st(), Some(100)).unwrap();
+            p.reclaim();
+            p.publish(3, val(3), st()).unwrap();
+            p.reclaim();
+            // ack first: `seen` is stored before `ack` on every switch.
+            let ack = p.acks()[0];
+            let seen = p.seen()[0];
+            assert!(seen >= ack, "seen {seen} behind ack {ack}");
+            worker.join().unwrap();
+            drop(p);
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                3,
+                "every generation freed once"
+            );
+            assert_eq!(st_drops.load(Ordering::SeqCst), 3, "every state freed once");
         });
     }
 

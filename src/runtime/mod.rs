@@ -482,6 +482,18 @@ impl Appliance {
         self.publisher.acks()
     }
 
+    /// The latest generation each shard has seen: above its
+    /// acknowledgement while one is armed to switch at an event time.
+    pub fn seen(&self) -> Vec<u64> {
+        self.publisher.seen()
+    }
+
+    /// The event time at which the latest generation switches, if it was
+    /// published with one.
+    pub fn switch_at(&self) -> Option<i64> {
+        self.publisher.latest().switch_at
+    }
+
     /// Publishes `plan` as the next generation and wakes parked workers;
     /// returns its id. Working memory for every shard is built here, off
     /// the hot path.
@@ -489,6 +501,15 @@ impl Appliance {
     /// # Errors
     /// Too many generations still held by shards.
     pub fn publish(&mut self, plan: Plan) -> Result<u64, PublishError> {
+        self.publish_at(plan, None)
+    }
+
+    /// As [`Appliance::publish`]; with `switch_at`, each shard switches at
+    /// its first batch holding a record at or after that event time (ns).
+    ///
+    /// # Errors
+    /// Too many generations still held by shards.
+    pub fn publish_at(&mut self, plan: Plan, switch_at: Option<i64>) -> Result<u64, PublishError> {
         let id = self.next_generation;
         let value = GenValue {
             chains: plan.chains,
@@ -502,7 +523,7 @@ impl Appliance {
                 )
             })
             .collect();
-        self.publisher.publish(id, value, states)?;
+        self.publisher.publish_at(id, value, states, switch_at)?;
         self.next_generation += 1;
         self.wake_all();
         Ok(id)
@@ -511,16 +532,33 @@ impl Appliance {
     /// Waits until every shard runs generation `id` (or a later one);
     /// returns how long that took, or the shards that did not.
     pub fn wait_acked(&mut self, id: u64, timeout: Duration) -> Result<Duration, Vec<usize>> {
+        self.wait(id, timeout, false)
+    }
+
+    /// Waits until every shard has generation `id` armed (or runs it or a
+    /// later one); as [`Appliance::wait_acked`].
+    pub fn wait_armed(&mut self, id: u64, timeout: Duration) -> Result<Duration, Vec<usize>> {
+        self.wait(id, timeout, true)
+    }
+
+    fn wait(&mut self, id: u64, timeout: Duration, armed: bool) -> Result<Duration, Vec<usize>> {
         let t0 = Instant::now();
         let mut spins = 0u32;
         loop {
-            if self.publisher.all_acked(id) {
+            let done = match armed {
+                true => self.publisher.all_seen(id),
+                false => self.publisher.all_acked(id),
+            };
+            if done {
                 let d = t0.elapsed();
                 self.publisher.reclaim();
                 return Ok(d);
             }
             if t0.elapsed() > timeout {
-                return Err(self.publisher.laggards(id));
+                return Err(match armed {
+                    true => self.publisher.unseen(id),
+                    false => self.publisher.laggards(id),
+                });
             }
             spins += 1;
             if spins > 100 {

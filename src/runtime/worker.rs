@@ -155,6 +155,9 @@ struct UdpSock {
 struct Engine {
     shard: usize,
     batches: Vec<Option<Batch>>,
+    /// Per schema with a `ts` field: the other half of a batch split at a
+    /// timed switch (`apply --at`), allocated up front.
+    spares: Vec<Option<Batch>>,
     schemas: Vec<Arc<Schema>>,
     symbols: Interner,
     reader: GenReader,
@@ -169,15 +172,25 @@ impl Engine {
         &self.metrics.shards[self.shard]
     }
 
-    /// Moves to the latest generation if one was published. Between
-    /// batches only.
+    /// Moves to the latest generation if one was published (or arms it,
+    /// when it switches at an event time). Between batches only.
     #[inline]
     fn check_generation(&mut self) {
         if self.reader.changed() {
+            self.on_published();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn on_published(&mut self) {
+        if self.reader.observe().is_none() {
             self.switch_generation();
         }
     }
 
+    /// Moves to the generation last seen (the latest, or an armed one whose
+    /// time has come).
     #[cold]
     #[inline(never)]
     fn switch_generation(&mut self) {
@@ -192,7 +205,7 @@ impl Engine {
             ..
         } = self;
         let m = &metrics.shards[*shard];
-        reader.switch_with(|old, old_state, new, new_state| {
+        reader.advance_with(|old, old_state, new, new_state| {
             let Some(os) = old_state.as_mut() else {
                 return;
             };
@@ -233,10 +246,49 @@ impl Engine {
             Some(_) => {}
         }
         if self.reader.changed() {
-            self.switch_generation();
+            self.on_published();
         }
-        let batch = self.batches[s].as_mut().expect("checked above");
+        if let Some(at) = self.reader.armed() {
+            self.switch_within(s, at, now_ns);
+        }
+        self.run(s, now_ns);
+    }
+
+    /// A generation is armed to switch at event time `at`: if schema `s`'s
+    /// batch holds a record at or after `at`, the records before the first
+    /// such one run on the current generation and the shard switches, the
+    /// rest staying in the batch for the new one (SPEC §5, `--at`).
+    #[cold]
+    #[inline(never)]
+    fn switch_within(&mut self, s: usize, at: i64, now_ns: u64) {
+        let Some(ts) = self.schemas[s].ts_index else {
+            return;
+        };
+        let batch = self.batches[s].as_mut().expect("flushed batches exist");
+        let crate::codec::ColumnData::I64(col) = &batch.cols[ts].data else {
+            unreachable!("timestamps are i64 columns")
+        };
+        let Some(first) = col[..batch.len()].iter().position(|&t| t >= at) else {
+            return;
+        };
+        if first > 0 {
+            let mut tail = self.spares[s].take().expect("a spare per schema with ts");
+            batch.split_off_into(first, &mut tail);
+            self.run(s, now_ns);
+            self.spares[s] = self.batches[s].replace(tail);
+        }
+        self.switch_generation();
+    }
+
+    /// Runs the chain of the current generation on schema `s`'s batch and
+    /// empties it.
+    #[inline]
+    fn run(&mut self, s: usize, now_ns: u64) {
+        let batch = self.batches[s].as_mut().expect("checked by flush");
         let (node, state) = self.reader.parts();
+        if let (Some(at), Some(ts)) = (node.switch_at, self.schemas[s].ts_index) {
+            late_for_switch(&self.metrics.shards[self.shard], batch, ts, at);
+        }
         let chain = node.value.chains[s]
             .as_deref()
             .expect("every source schema has a chain");
@@ -314,6 +366,18 @@ fn flush_execs(
         };
         let st = exec.flush_windows(chain, symbols, now_ns as i64, idle, &mut em);
         add_stats(m, &st);
+    }
+}
+
+/// Counts records in `batch` before `at`, the switch time of the generation
+/// about to run them (SPEC §5: they arrived after the shard switched).
+fn late_for_switch(m: &ShardMetrics, batch: &Batch, ts: usize, at: i64) {
+    let crate::codec::ColumnData::I64(col) = &batch.cols[ts].data else {
+        unreachable!("timestamps are i64 columns")
+    };
+    let late = col[..batch.len()].iter().filter(|&&t| t < at).count();
+    if late > 0 {
+        m.late_for_switch.add(late as u64);
     }
 }
 
@@ -502,6 +566,15 @@ impl Worker {
                 batches[s.schema] = Some(Batch::new(&setup.schemas[s.schema], setup.batch_max));
             }
         }
+        let spares = batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                b.as_ref()
+                    .filter(|_| setup.schemas[i].ts_index.is_some())
+                    .map(|_| Batch::new(&setup.schemas[i], setup.batch_max))
+            })
+            .collect();
         let mut w = Worker {
             ring,
             tcp_bufs,
@@ -515,6 +588,7 @@ impl Worker {
             eng: Engine {
                 shard,
                 batches,
+                spares,
                 schemas: setup.schemas,
                 symbols: Interner::new(setup.max_symbols),
                 reader: setup.reader,
