@@ -101,6 +101,8 @@ pub struct L1 {
     pub sender_lag_ms: Option<f64>,
     /// L2: the parameter changes made during the run.
     pub mutations: Option<Mutations>,
+    /// `strace -c` of the worker threads during the run, when asked.
+    pub syscalls: Option<String>,
 }
 
 /// L2's `PUT /v1/params/min_price` requests, over one keep-alive
@@ -178,7 +180,13 @@ fn mutate(admin: String, per_sec: u32, stop: &std::sync::atomic::AtomicBool) -> 
 /// Runs L1 at `rate` records/s for `secs` seconds in `dir`; with
 /// `mutations_per_s`, L2: the same while `min_price` alternates through
 /// the admin API.
-pub fn run_l1(dir: &Path, rate: u64, secs: u64, mutations_per_s: u32) -> anyhow::Result<L1> {
+pub fn run_l1(
+    dir: &Path,
+    rate: u64,
+    secs: u64,
+    mutations_per_s: u32,
+    strace: bool,
+) -> anyhow::Result<L1> {
     let cfg = mutstream::config::EMBEDDED
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0")
@@ -221,6 +229,23 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64, mutations_per_s: u32) -> anyhow:
         .arg(dir.join("l1.svg"))
         .stdout(Stdio::piped())
         .spawn()?;
+    // strace -c on the worker threads only (it slows every syscall it
+    // sees, so a traced run's latency is not reported).
+    let tracer = if strace {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-c", "-o"]).arg(dir.join("strace.txt"));
+        for t in std::fs::read_dir(format!("/proc/{}/task", app.id()))?.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("mutstream-w") {
+                cmd.arg("-p").arg(t.file_name());
+            }
+        }
+        let c = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        std::thread::sleep(Duration::from_millis(500));
+        Some(c.context("strace")?)
+    } else {
+        None
+    };
     // The sender on the last CPU, away from the worker (CPU 0).
     let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -243,6 +268,15 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64, mutations_per_s: u32) -> anyhow:
     if !g.status.success() {
         bail!("mutgen failed: {}", String::from_utf8_lossy(&g.stderr));
     }
+    let syscalls = match tracer {
+        Some(t) => {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(t.id() as i32, libc::SIGINT) };
+            t.wait_with_output()?;
+            Some(std::fs::read_to_string(dir.join("strace.txt"))?)
+        }
+        None => None,
+    };
     let lat_out = lat.wait_with_output()?;
     let lat_text = String::from_utf8_lossy(&lat_out.stdout).into_owned();
     // SAFETY: kill(2) on our own child, not yet reaped.
@@ -310,5 +344,6 @@ pub fn run_l1(dir: &Path, rate: u64, secs: u64, mutations_per_s: u32) -> anyhow:
             .nth(1)
             .and_then(|r| r.split_whitespace().next()?.parse().ok()),
         mutations,
+        syscalls,
     })
 }

@@ -72,9 +72,18 @@ enum Cmd {
         /// second through the admin API).
         #[arg(long)]
         no_l2: bool,
+        /// Then L2 once more with `strace -c` on the worker threads, to
+        /// show which syscalls they make while changes are applied (that
+        /// run's latency is not reported: strace slows every syscall).
+        #[arg(long)]
+        strace: bool,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Acknowledgement latency of `set` and `apply` under W4 load, through
+    /// the real control path, and the load's records/s with and without
+    /// the changes.
+    Acks(acks::Args),
     /// Run workloads in-process and print a Markdown table.
     Run {
         #[arg(long, value_enum, num_args = 1.., default_values = ["w1", "w2", "w4"])]
@@ -401,6 +410,7 @@ fn run_once(
     })
 }
 
+mod acks;
 mod latency;
 mod peers;
 mod udp;
@@ -590,6 +600,7 @@ fn latency_cmd(
     secs: u64,
     quick: bool,
     l2: bool,
+    strace: bool,
     json: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let (rate, secs) = if quick { (20_000, 3) } else { (rate, secs) };
@@ -618,7 +629,7 @@ fn latency_cmd(
                 ""
             }
         );
-        let r = latency::run_l1(&dir, rate, secs, per_s);
+        let r = latency::run_l1(&dir, rate, secs, per_s, false);
         if r.is_ok() && !quick {
             let keep = std::path::Path::new("target/bench");
             let stem = name.to_lowercase();
@@ -719,6 +730,25 @@ fn latency_cmd(
             acks = Some((ack, rtt, m.sent, m.failed));
         }
     }
+    let mut syscalls = None;
+    if strace {
+        let dir = std::env::temp_dir().join(format!("mutbench-l2s-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!("L2 under strace -c on the worker threads ...");
+        let r = latency::run_l1(&dir, rate, secs, 100, true);
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = r?;
+        let m = r.mutations.unwrap_or_default();
+        let text = r.syscalls.unwrap_or_default();
+        md += &format!(
+            "\nWorker threads' syscalls during L2 (`strace -c`, a separate run with {} changes, generations {}..{}):\n\n```\n{}```\n",
+            m.sent - m.failed,
+            m.generations.0,
+            m.generations.1,
+            text
+        );
+        syscalls = Some(text);
+    }
     println!("{md}");
     if let Some(p) = json {
         let v: Vec<serde_json::Value> = runs
@@ -740,6 +770,7 @@ fn latency_cmd(
                 "acked_us_p50_p99_max": [a.0, a.1, a.2],
                 "round_trip_us_p50_p99_max": [r.0, r.1, r.2],
             })),
+            "l2_worker_syscalls": syscalls,
         });
         std::fs::write(&p, serde_json::to_vec_pretty(&v)?)?;
     }
@@ -767,6 +798,7 @@ fn latency_cmd(
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Acks(a) => acks::run(a)?,
         Cmd::Peers {
             records,
             runs,
@@ -780,8 +812,9 @@ fn main() -> anyhow::Result<()> {
             secs,
             quick,
             no_l2,
+            strace,
             json,
-        } => latency_cmd(rate, secs, quick, !no_l2, json)?,
+        } => latency_cmd(rate, secs, quick, !no_l2, strace, json)?,
         Cmd::Udp {
             datagrams,
             runs,
