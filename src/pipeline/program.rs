@@ -283,6 +283,17 @@ pub struct OutSchema {
 }
 
 impl OutSchema {
+    /// Bytes of one encoded row ([`crate::sink::row`]) with text values of
+    /// `text` bytes each: the length word, the null bitmap, a word per
+    /// field, then the text.
+    pub fn row_bytes(&self, text: usize) -> usize {
+        let n = self.fields.len();
+        let texts = (self.fields.iter())
+            .filter(|(_, t)| matches!(t, FieldType::Symbol | FieldType::Str))
+            .count();
+        4 + n.div_ceil(8) + n * 8 + texts * text
+    }
+
     pub fn describe(&self) -> String {
         self.fields
             .iter()
@@ -474,6 +485,18 @@ impl Chain {
             .stages
             .iter()
             .position(|o| o.name == s.name && o.text == s.text && o.input == s.input)
+    }
+
+    /// Every record shape this chain sends to a sink.
+    pub fn emits(&self) -> impl Iterator<Item = &EmitSpec> {
+        self.segments
+            .iter()
+            .flat_map(|s| &s.steps)
+            .flat_map(|st| match &st.action {
+                Action::Route { emit, .. } | Action::Tee { emit } => std::slice::from_ref(emit),
+                Action::To { emits } => emits.as_slice(),
+                _ => &[],
+            })
     }
 
     /// The source schema.

@@ -288,12 +288,22 @@ impl Appliance {
             .into_iter()
             .map(|id| core_affinity::CoreId { id })
             .collect();
+        // The widest row each sink gets from the first generation (text
+        // values counted at 32 bytes): its batches are allocated at that
+        // size, so full batches do not grow them on the worker.
+        let mut row_bytes = vec![0usize; config.sinks.len()];
+        for e in plan.chains.iter().flatten().flat_map(|c| c.emits()) {
+            row_bytes[e.sink] = row_bytes[e.sink].max(e.schema.row_bytes(32));
+        }
         let (ports, sink_threads) = crate::sink::start(
             &config.sinks,
             shards,
             &housekeeping,
-            rt.ring_capacity,
-            rt.batch_max,
+            crate::sink::Sizes {
+                ring_capacity: rt.ring_capacity,
+                batch_max: rt.batch_max,
+                row_bytes: &row_bytes,
+            },
             &metrics,
             &life,
         )

@@ -566,6 +566,11 @@ impl Worker {
                 batches[s.schema] = Some(Batch::new(&setup.schemas[s.schema], setup.batch_max));
             }
         }
+        let max_conns = (setup.sources.iter())
+            .filter(|s| s.transport == Transport::Tcp)
+            .map(|s| s.max_connections as usize)
+            .sum::<usize>()
+            .min(1 << 16);
         let spares = batches
             .iter()
             .enumerate()
@@ -581,8 +586,10 @@ impl Worker {
             udp_bufs,
             listeners: Vec::new(),
             udps: Vec::new(),
-            conns: Vec::new(),
-            free_conns: Vec::new(),
+            // At size for every connection this shard may hold: accepting
+            // and closing never grow them.
+            conns: Vec::with_capacity(max_conns),
+            free_conns: Vec::with_capacity(max_conns),
             rearm: Vec::new(),
             sources: setup.sources,
             eng: Engine {

@@ -72,14 +72,14 @@ pub struct SinkPort {
 impl SinkPort {
     /// A port written on the worker itself (a blackhole or a journal): no
     /// ring and no pool, so its rings are placeholders of one slot.
-    fn direct(def: &SinkDef, ring_capacity: usize) -> SinkPort {
+    fn direct(def: &SinkDef, ring_capacity: usize, batch_max: usize) -> SinkPort {
         let (tx, _) = rtrb::RingBuffer::new(1);
         let (_, back) = rtrb::RingBuffer::new(1);
         SinkPort {
             tx,
             back,
             free: Vec::new(),
-            scratch: row::Scratch::default(),
+            scratch: row::Scratch::with_rows(batch_max),
             in_flight: 0,
             capacity: ring_capacity,
             on_full: def.on_full,
@@ -106,6 +106,21 @@ impl SinkPort {
         }
     }
 
+    /// A batch outgrew the pool's size: grows every batch to it now (the
+    /// free ones here, the ones with the sink thread when they come back),
+    /// so the pool reaches its working size at the first wide batch and
+    /// the worker does not allocate again for the next one that happens
+    /// to take a smaller buffer. Rows wider than ever before are the only
+    /// cause of allocation on this path.
+    #[cold]
+    #[inline(never)]
+    fn grow_pool(&mut self, bytes: usize) {
+        self.batch_bytes = bytes;
+        for f in &mut self.free {
+            f.bytes.reserve_exact(bytes);
+        }
+    }
+
     /// Takes back the batches the sink thread has finished with.
     fn reclaim(&mut self) {
         while let Ok(mut b) = self.back.pop() {
@@ -113,6 +128,9 @@ impl SinkPort {
             self.in_flight -= b.count as usize;
             b.count = 0;
             b.bytes.clear();
+            if b.bytes.capacity() < self.batch_bytes {
+                b.bytes.reserve_exact(self.batch_bytes);
+            }
             self.free.push(b);
         }
     }
@@ -157,6 +175,9 @@ impl SinkPort {
         b.shard = shard;
         b.ingest_ns = ingest_ns;
         b.count = row::encode(spec, rows, &mut b.bytes, &mut self.scratch);
+        if b.bytes.capacity() > self.batch_bytes {
+            self.grow_pool(b.bytes.capacity());
+        }
         self.in_flight += b.count as usize;
         counters.emitted.add(b.count as u64);
         if self.tx.push(b).is_err() {
@@ -352,6 +373,18 @@ pub enum StartError {
     Journal(#[from] crate::journal::OpenError),
 }
 
+/// How much each (shard, sink) pair holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes<'a> {
+    /// Records in flight per pair (`[runtime] ring_capacity`).
+    pub ring_capacity: usize,
+    /// Records per batch (`[runtime] batch_max`).
+    pub batch_max: usize,
+    /// Per sink: bytes of its widest encoded row, as the first generation
+    /// emits it (batches are allocated for `batch_max` of them).
+    pub row_bytes: &'a [usize],
+}
+
 /// Creates the rings and pools for every (shard, sink) pair, opens the
 /// sinks and starts one thread per file or stdout sink; journals get
 /// their partition writers on the workers' ports and one journal thread
@@ -365,11 +398,15 @@ pub fn start(
     defs: &[SinkDef],
     shards: usize,
     housekeeping: &[core_affinity::CoreId],
-    ring_capacity: usize,
-    batch_max: usize,
+    sizes: Sizes<'_>,
     metrics: &Arc<Metrics>,
     life: &Arc<Lifecycle>,
 ) -> Result<Started, StartError> {
+    let Sizes {
+        ring_capacity,
+        batch_max,
+        row_bytes,
+    } = sizes;
     // Enough batches to hold ring_capacity records in full batches, twice
     // over, so small batches (low rates) do not fill the ring early.
     let pool = (2 * ring_capacity.div_ceil(batch_max)).clamp(8, 4096);
@@ -414,8 +451,8 @@ pub fn start(
         if let Some(parts) = parts {
             // A journal: each worker appends to its own partition.
             for (port_list, w) in ports.iter_mut().zip(parts) {
-                let mut p = SinkPort::direct(def, ring_capacity);
-                p.batch_bytes = batch_max * 64;
+                let mut p = SinkPort::direct(def, ring_capacity, batch_max);
+                p.batch_bytes = batch_max * row_bytes[si].max(64);
                 p.journal = Some(Box::new(w));
                 port_list.push(p);
             }
@@ -424,7 +461,7 @@ pub fn start(
         let Some(writer) = writer else {
             // A blackhole counts on the worker: no ring, no thread.
             for port_list in ports.iter_mut() {
-                let mut p = SinkPort::direct(def, ring_capacity);
+                let mut p = SinkPort::direct(def, ring_capacity, batch_max);
                 p.counts_only = true;
                 port_list.push(p);
             }
@@ -438,13 +475,13 @@ pub fn start(
                 tx,
                 back: back_rx,
                 free: Vec::with_capacity(pool),
-                scratch: row::Scratch::default(),
+                scratch: row::Scratch::with_rows(batch_max),
                 in_flight: 0,
                 capacity: ring_capacity,
                 on_full: def.on_full,
                 counts_only: false,
                 pool,
-                batch_bytes: batch_max * 64,
+                batch_bytes: batch_max * row_bytes[si].max(64),
                 journal: None,
                 rows: Vec::new(),
             });

@@ -27,6 +27,16 @@ pub struct Scratch {
     cursor: Vec<u32>,
 }
 
+impl Scratch {
+    /// Scratch already at size for batches of up to `rows` rows.
+    pub fn with_rows(rows: usize) -> Scratch {
+        Scratch {
+            starts: Vec::with_capacity(rows + 1),
+            cursor: Vec::with_capacity(rows),
+        }
+    }
+}
+
 /// Appends the selected rows of `rows` for `spec` to `out`; returns how
 /// many.
 ///
