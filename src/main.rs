@@ -541,6 +541,11 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    // This thread compiles, publishes and waits for acknowledgements: keep
+    // it off the pinned workers' cores, as the admin and sink threads are.
+    mutstream::sys::allow_cores(&mutstream::runtime::housekeeping_cores(
+        &ctl.app().config().runtime,
+    ));
     let app = ctl.app();
     for src in &app.config().sources {
         let addr = app.local_addr(&src.name).expect("every source is bound");

@@ -123,6 +123,9 @@ pub struct ShardMetrics {
     /// The generation the shard runs.
     pub generation: Counter,
     pub generation_switches: Counter,
+    /// CLOCK_MONOTONIC ns of the last switch, stored before the shard
+    /// acknowledges it.
+    pub switched_ns: Counter,
     /// Window, dedup and sample states handed to a new generation.
     pub states_carried: Counter,
     /// Records before the switch time of the `--at` generation that ran
@@ -150,6 +153,7 @@ impl ShardMetrics {
             generation_switches: Counter::new(),
             states_carried: Counter::new(),
             late_for_switch: Counter::new(),
+            switched_ns: Counter::new(),
             tid: AtomicI32::new(0),
             samples: Samples::default(),
         }

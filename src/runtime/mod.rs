@@ -187,6 +187,10 @@ pub struct Appliance {
     addrs: Vec<SocketAddr>,
     _claims: Vec<OwnedFd>,
     next_generation: u64,
+    /// When the latest generation was published (CLOCK_MONOTONIC ns):
+    /// acknowledgement times count from here, waking parked workers
+    /// included.
+    published_ns: u64,
     started: Instant,
 }
 
@@ -428,6 +432,7 @@ impl Appliance {
             addrs,
             _claims: claims,
             next_generation: first + 1,
+            published_ns: crate::sys::mono_ns(),
             started: Instant::now(),
         };
         for _ in 0..shards {
@@ -533,6 +538,7 @@ impl Appliance {
                 )
             })
             .collect();
+        self.published_ns = crate::sys::mono_ns();
         self.publisher.publish_at(id, value, states, switch_at)?;
         self.next_generation += 1;
         self.wake_all();
@@ -540,7 +546,8 @@ impl Appliance {
     }
 
     /// Waits until every shard runs generation `id` (or a later one);
-    /// returns how long that took, or the shards that did not.
+    /// returns how long that took from its publication (for the latest
+    /// generation; from the call otherwise), or the shards that did not.
     pub fn wait_acked(&mut self, id: u64, timeout: Duration) -> Result<Duration, Vec<usize>> {
         self.wait(id, timeout, false)
     }
@@ -560,7 +567,7 @@ impl Appliance {
                 false => self.publisher.all_acked(id),
             };
             if done {
-                let d = t0.elapsed();
+                let d = self.ack_time(id, armed).unwrap_or_else(|| t0.elapsed());
                 self.publisher.reclaim();
                 return Ok(d);
             }
@@ -577,6 +584,23 @@ impl Appliance {
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// From the publication of the latest generation `id` to the last
+    /// shard's switch, as the workers stamped it (`switched_ns`, stored
+    /// before their acknowledgement): what the control thread observes
+    /// later, when it gets a CPU, is not counted. `None` for an armed
+    /// generation or an older one.
+    fn ack_time(&self, id: u64, armed: bool) -> Option<Duration> {
+        if armed || id != self.publisher.latest().id {
+            return None;
+        }
+        let acks = self.publisher.acks();
+        let last = (self.metrics.shards.iter().zip(&acks))
+            .filter(|(_, a)| **a != u64::MAX)
+            .map(|(m, _)| m.switched_ns.get())
+            .max()?;
+        Some(Duration::from_nanos(last.saturating_sub(self.published_ns)))
     }
 
     /// Frees generations no shard holds any more.

@@ -206,6 +206,9 @@ impl Engine {
         } = self;
         let m = &metrics.shards[*shard];
         reader.advance_with(|old, old_state, new, new_state| {
+            // Before the acknowledgement (a Release store after this
+            // closure): the control thread sees it with the ack.
+            m.switched_ns.set(crate::sys::mono_ns());
             let Some(os) = old_state.as_mut() else {
                 return;
             };
