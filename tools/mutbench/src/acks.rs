@@ -23,9 +23,10 @@ const PIPELINES: [&str; 2] = [
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value_t = 50_000_000)]
+    #[arg(long, default_value_t = 200_000_000)]
     records: u64,
-    #[arg(long, default_value_t = 2)]
+    /// Shards (pinned); the senders run on the last CPU, as in `run`.
+    #[arg(long, default_value_t = 1)]
     shards: usize,
     #[arg(long, default_value_t = 4)]
     conns: usize,
@@ -43,6 +44,34 @@ struct Run {
     secs: f64,
     /// (kind, acked_ns, request ns)
     changes: Vec<(&'static str, u64, u64)>,
+    /// Times the workers were preempted (nonvoluntary context switches).
+    preempted: u64,
+    /// CPU time of `ksoftirqd/N` on the workers' cores (ms).
+    ksoftirqd_ms: f64,
+}
+
+/// `nonvoluntary_ctxt_switches` of thread `tid` of this process.
+fn preemptions(tid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of the `ksoftirqd/N` threads for `cores`.
+fn ksoftirqd_secs(cores: &[usize]) -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let names: Vec<String> = cores.iter().map(|c| format!("ksoftirqd/{c}\n")).collect();
+    rd.flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| names.contains(&c))
+        })
+        .map(|e| crate::stat_cpu(&e.path().join("stat").display().to_string()))
+        .sum()
 }
 
 fn one(a: &Args, mutate: bool, blocks: &[Vec<u8>], unique: u64) -> anyhow::Result<Run> {
@@ -60,13 +89,29 @@ fn one(a: &Args, mutate: bool, blocks: &[Vec<u8>], unique: u64) -> anyhow::Resul
         bail!("the W4 config no longer starts with [runtime] shards = 1");
     }
     let cfg = Config::parse(&text, "mutbench", std::path::Path::new("."))?;
+    // Every core again (the previous run confined this thread), so the
+    // appliance finds them all to pin its workers on.
+    mutstream::sys::allow_cores(&[]);
     let mut ctl = Controller::start(cfg, true)?;
+    // As `mutstream run` does: the control thread stays off the workers' cores.
+    mutstream::sys::allow_cores(&mutstream::runtime::housekeeping_cores(
+        &ctl.app().config().runtime,
+    ));
     let addr = ctl.app().local_addr("in").context("bound")?;
     let m = ctl.app().metrics().clone();
     let per = a.records / a.conns as u64;
     let mut socks: Vec<TcpStream> = (0..a.conns)
         .map(|_| TcpStream::connect(addr))
         .collect::<Result<_, _>>()?;
+    let sender_core = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .last()
+        .copied();
+    let ordering = std::sync::atomic::Ordering::Relaxed;
+    let tids: Vec<i32> = m.shards.iter().map(|s| s.tid.load(ordering)).collect();
+    let worker_cores: Vec<usize> = (0..a.shards).collect();
+    let pre0: u64 = tids.iter().map(|&t| preemptions(t)).sum();
+    let soft0 = ksoftirqd_secs(&worker_cores);
     let mut run = Run::default();
     let t0 = Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -80,6 +125,9 @@ fn one(a: &Args, mutate: bool, blocks: &[Vec<u8>], unique: u64) -> anyhow::Resul
             let data = &blocks[c];
             let done = &done;
             s.spawn(move || {
+                if let Some(core) = sender_core {
+                    core_affinity::set_for_current(core);
+                }
                 send_block(sock, Workload::W4, data, unique, n).expect("send");
                 done.fetch_add(1, std::sync::atomic::Ordering::Release);
             });
@@ -142,6 +190,8 @@ fn one(a: &Args, mutate: bool, blocks: &[Vec<u8>], unique: u64) -> anyhow::Resul
         std::thread::sleep(Duration::from_micros(200));
     }
     run.secs = t0.elapsed().as_secs_f64();
+    run.preempted = tids.iter().map(|&t| preemptions(t)).sum::<u64>() - pre0;
+    run.ksoftirqd_ms = (ksoftirqd_secs(&worker_cores) - soft0) * 1e3;
     let summary = ctl.into_app().shutdown(Duration::from_secs(30));
     if summary.sources[0].records != a.records || summary.chain_in != a.records {
         bail!(
@@ -193,14 +243,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let with = one(&a, true, &blocks, unique)?;
     let rate = |r: &Run| a.records as f64 / r.secs;
     println!(
-        "| W4, {} shard(s) | records/s | changes |\n|---|---:|---:|\n| without changes | {:.0} | 0 |\n| with changes | {:.0} | {} |\n",
-        a.shards,
-        rate(&base),
-        rate(&with),
-        with.changes.len()
+        "| W4, {} shard(s) | records/s | changes | worker preemptions | ksoftirqd on worker cores |\n|---|---:|---:|---:|---:|",
+        a.shards
     );
+    for (name, r) in [("without changes", &base), ("with changes", &with)] {
+        println!(
+            "| {name} | {:.0} | {} | {} | {:.0} ms |",
+            rate(r),
+            r.changes.len(),
+            r.preempted,
+            r.ksoftirqd_ms
+        );
+    }
     println!(
-        "| change | n | acked p50 µs | acked p99 µs | acked max µs | request p50 µs | request p99 µs |\n|---|---:|---:|---:|---:|---:|---:|"
+        "\n| change | n | acked p50 µs | p90 | p99 | max | request p50 µs | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut out = serde_json::Map::new();
     for kind in ["set", "apply"] {
@@ -211,9 +267,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         };
         let (acked, req) = (sorted(|c| c.1), sorted(|c| c.2));
         println!(
-            "| {kind} | {} | {} | {} | {} | {} | {} |",
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} |",
             acked.len(),
             us(pct(&acked, 50.0)),
+            us(pct(&acked, 90.0)),
             us(pct(&acked, 99.0)),
             us(acked.last().copied().unwrap_or(0)),
             us(pct(&req, 50.0)),
@@ -224,6 +281,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             serde_json::json!({
                 "n": acked.len(),
                 "acked_p50_ns": pct(&acked, 50.0),
+                "acked_p90_ns": pct(&acked, 90.0),
                 "acked_p99_ns": pct(&acked, 99.0),
                 "acked_max_ns": acked.last().copied().unwrap_or(0),
                 "request_p50_ns": pct(&req, 50.0),
@@ -234,6 +292,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     out.insert("records_per_s_without".into(), rate(&base).into());
     out.insert("records_per_s_with".into(), rate(&with).into());
     out.insert("shards".into(), a.shards.into());
+    out.insert("worker_preemptions_with".into(), with.preempted.into());
+    out.insert("ksoftirqd_ms_with".into(), with.ksoftirqd_ms.into());
     if let Some(p) = a.json {
         std::fs::write(&p, serde_json::to_vec_pretty(&out)?)?;
     }

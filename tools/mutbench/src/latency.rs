@@ -95,6 +95,11 @@ pub struct L1 {
     /// µs: p50, p90, p99, p99.9, p99.99, max.
     pub commit: Vec<f64>,
     pub tailer: Vec<f64>,
+    /// µs from the first byte of a record's batch leaving the socket to its
+    /// commit: the appliance alone.
+    pub inside: Vec<f64>,
+    /// µs from when each tick actually left the sender to its commit.
+    pub from_sent: Vec<f64>,
     pub one_way: Option<(f64, f64, f64)>,
     pub kept_schedule: bool,
     /// How far mutgen fell behind its schedule, when it did (ms).
@@ -259,6 +264,8 @@ pub fn run_l1(
             .args(["--addr", &udp, "--udp", "--rate", &rate.to_string()])
             .args(["--pin", &last_cpu.to_string()])
             .args(["--duration", &format!("{secs}s"), "--batch", "1", "--quiet"])
+            .arg("--sent-log")
+            .arg(dir.join("sent.log"))
             .output();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let m = m.map(|h| h.join().unwrap_or_default());
@@ -279,6 +286,15 @@ pub fn run_l1(
     };
     let lat_out = lat.wait_with_output()?;
     let lat_text = String::from_utf8_lossy(&lat_out.stdout).into_owned();
+    // Again over the finished journal, with when each tick actually left:
+    // what the sender's own lateness adds to the latency from the
+    // intended time.
+    let sent_out = Command::new(sibling("mutlat")?)
+        .arg(&journal)
+        .arg("--sent-log")
+        .arg(dir.join("sent.log"))
+        .output()?;
+    let sent_text = String::from_utf8_lossy(&sent_out.stdout).into_owned();
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
     app.wait()?;
@@ -321,6 +337,17 @@ pub fn run_l1(
     };
     let commit = row("commit_ns - ts");
     let tailer = row("tailer saw - ts");
+    let inside = row("commit_ns - ingest_ns");
+    let from_sent = sent_text
+        .lines()
+        .find(|l| l.trim_start().starts_with("commit_ns - sent"))
+        .map(|l| {
+            l.trim_start()["commit_ns - sent".len()..]
+                .split_whitespace()
+                .filter_map(|v| v.parse::<f64>().ok())
+                .collect::<Vec<f64>>()
+        })
+        .unwrap_or_default();
     if commit.len() != 7 {
         bail!("mutlat's report:\n{lat_text}");
     }
@@ -337,6 +364,8 @@ pub fn run_l1(
         kernel_drops,
         commit: commit[1..].to_vec(),
         tailer: tailer.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
+        inside: inside.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
+        from_sent: from_sent.get(1..).map(<[f64]>::to_vec).unwrap_or_default(),
         one_way: None,
         kept_schedule: gen_out.contains("kept its schedule"),
         sender_lag_ms: gen_out

@@ -680,6 +680,14 @@ fn latency_cmd(
     for (name, r) in &runs {
         md += &row(&format!("{name} commit_ns − ts"), &r.commit);
         md += &row(&format!("{name} seen by a tailer process − ts"), &r.tailer);
+        md += &row(
+            &format!("{name} commit_ns − actual send time"),
+            &r.from_sent,
+        );
+        md += &row(
+            &format!("{name} commit_ns − ingest_ns (the appliance alone)"),
+            &r.inside,
+        );
     }
     if let [(_, a), (_, b)] = runs.as_slice() {
         let worse = |i: usize| {
@@ -757,7 +765,7 @@ fn latency_cmd(
                 serde_json::json!({
                     "workload": name, "rate": r.rate, "secs": r.secs, "sent": r.sent,
                     "kernel_drops": r.kernel_drops, "journaled": r.journaled, "expected": r.expected,
-                    "commit_us": r.commit, "tailer_us": r.tailer,
+                    "commit_us": r.commit, "tailer_us": r.tailer, "inside_us": r.inside, "from_sent_us": r.from_sent,
                     "one_way_us": r.one_way.map(|(a, b, c)| [a, b, c]),
                     "kept_schedule": r.kept_schedule,
                 })

@@ -164,6 +164,9 @@ fn run(a: Args) -> anyhow::Result<()> {
     let mut commit = histogram();
     let mut seen = histogram();
     let mut actual = histogram();
+    // From the first byte of the record's batch leaving the socket to the
+    // commit: the appliance alone, without sender and kernel delays.
+    let mut inside = histogram();
     let mut by_gen: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
     let (mut negative, mut no_ts) = (0u64, 0u64);
     let t0 = Instant::now();
@@ -180,6 +183,10 @@ fn run(a: Args) -> anyhow::Result<()> {
                     continue;
                 };
                 let ty = f.schema.fields[k].1;
+                let _ = inside.record_n(
+                    (f.header.commit_ns.saturating_sub(f.header.ingest_ns)).min(3_600_000_000_000),
+                    f.header.count as u64,
+                );
                 let g = by_gen.entry(f.header.generation).or_insert_with(histogram);
                 for r in RowIter::new(f.rows, f.schema) {
                     let ts = match r.get(k, ty) {
@@ -240,6 +247,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     if sent.is_some() {
         all.push(series("commit_ns - sent", &actual));
     }
+    all.push(series("commit_ns - ingest_ns", &inside));
     if a.follow {
         all.push(series("tailer saw - ts", &seen));
     }
