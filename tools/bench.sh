@@ -10,7 +10,11 @@
 #     into a journal, latency from the intended send time (mutgen, mutlat
 #     and the appliance as separate processes); L2: the same while
 #     `min_price` changes 100 times a second through the admin API, with
-#     the acknowledgement times;
+#     the acknowledgement times; then L2 once more under strace -c on the
+#     worker threads (which syscalls they make while changes apply);
+#   * acks: W4 at full speed while `set` and `apply` alternate 100 times
+#     a second through the control path: acknowledgement times and the
+#     load's rate with and without the changes;
 #   * with --peers: W1 with a file sink through mutstream, syslog-ng and
 #     rsyslog (Debian packages installed one after the other: they
 #     conflict), and Vector and Fluent Bit when they are on the PATH;
@@ -35,6 +39,7 @@ if [ "${1:-}" = "--quick" ]; then
   target/release/mutbench run --sink journal --records 400000 --runs 1 --no-limits
   target/release/mutbench udp --datagrams 20000 --runs 1
   target/release/mutbench latency --quick
+  target/release/mutbench acks --records 4000000
   target/release/mutbench peers --peer mutstream --records 200000 --runs 1
   exit 0
 fi
@@ -49,7 +54,9 @@ install sockperf
 target/release/mutbench run --sink journal --json target/bench/w1w2w4.json "$@"
 target/release/mutbench run --no-limits --json target/bench/w1w2w4-blackhole.json "$@"
 target/release/mutbench udp --json target/bench/w3.json
-target/release/mutbench latency --json target/bench/latency.json
+install strace
+target/release/mutbench latency --strace --json target/bench/latency.json
+target/release/mutbench acks --json target/bench/acks.json
 if [ "$peers" = 1 ]; then
   target/release/mutbench peers --install --json target/bench/peers.json
 fi
