@@ -573,3 +573,121 @@ fn sighup_is_a_mutation_by_author_sighup() {
     assert_eq!(last["diff"], "@watch: +1 (4 rows in all)");
     app.stop();
 }
+
+/// `GET /metrics` over a plain HTTP/1.1 connection: status line,
+/// Content-Type and body.
+fn scrape(admin: &SocketAddr) -> (String, String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_string();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+/// The sum of family `name`'s samples whose labels include `with`.
+fn total(s: &prometheus_parse::Scrape, name: &str, with: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| with.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+            other => panic!("{name}: {other:?}"),
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_parse_and_count_what_was_sent() {
+    let dir = setup("listen = \"127.0.0.1:0\"");
+    let app = App::start(dir.path(), &[]);
+    // Watched symbols 1-3 above min_price 10.0 pass: 3 of 5.
+    send(
+        &app,
+        &[(1, 15.0), (2, 5.0), (9, 50.0), (3, 20.0), (1, 11.0)],
+    );
+    assert_eq!(out_lines(dir.path(), 3).len(), 3);
+    let c = app.client(None);
+    let (st, v) = call(
+        &c,
+        "PUT",
+        "/v1/params/min_price",
+        Some(json!({"value": 12.0})),
+    );
+    assert_eq!(st, 200, "{v}");
+
+    let (status, ctype, body) = scrape(&app.admin);
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    let s = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(
+        total(&s, "mutstream_records_total", &[("source", "t")]),
+        5.0
+    );
+    assert_eq!(total(&s, "mutstream_pipeline_records_total", &[]), 5.0);
+    assert_eq!(total(&s, "mutstream_filtered_records_total", &[]), 2.0);
+    assert_eq!(
+        total(&s, "mutstream_sink_records_total", &[("sink", "out")]),
+        3.0
+    );
+    assert_eq!(total(&s, "mutstream_received_bytes_total", &[]), 5.0 * 32.0);
+    assert_eq!(total(&s, "mutstream_bad_records_total", &[]), 0.0);
+    assert_eq!(total(&s, "mutstream_generation", &[]), 2.0);
+    assert_eq!(
+        total(&s, "mutstream_shard_generation", &[("shard", "0")]),
+        2.0
+    );
+    assert_eq!(
+        total(&s, "mutstream_mutations_total", &[("result", "applied")]),
+        1.0
+    );
+    assert_eq!(total(&s, "mutstream_mutation_ack_seconds", &[]), 1.0);
+    assert_eq!(
+        total(
+            &s,
+            "mutstream_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    // CPU time counts in 10 ms ticks: present, perhaps still 0.
+    assert!(
+        s.samples
+            .iter()
+            .any(|x| x.metric == "process_cpu_seconds_total")
+    );
+    assert!(total(&s, "process_start_time_seconds", &[]) > 1.7e9);
+    assert!(total(&s, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(total(&s, "process_open_fds", &[]) > 3.0);
+    // Every sample is ours or a standard process_ one; no family twice.
+    for x in &s.samples {
+        assert!(
+            x.metric.starts_with("mutstream_") || x.metric.starts_with("process_"),
+            "{}",
+            x.metric
+        );
+    }
+    let helps = body.lines().filter(|l| l.starts_with("# HELP ")).count();
+    let names: std::collections::HashSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next())
+        .collect();
+    assert_eq!(helps, names.len(), "a family split in two");
+    app.stop();
+}

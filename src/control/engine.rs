@@ -25,6 +25,8 @@ use std::time::Duration;
 pub enum Op {
     Status,
     History,
+    /// `GET /metrics`: the Prometheus text exposition.
+    Metrics,
     /// Replace the pipeline (`dry_run`: compile and report only).
     Apply {
         text: String,
@@ -63,7 +65,7 @@ impl Op {
     fn mutates(&self) -> bool {
         !matches!(
             self,
-            Op::Status | Op::History | Op::Apply { dry_run: true, .. }
+            Op::Status | Op::History | Op::Metrics | Op::Apply { dry_run: true, .. }
         )
     }
 
@@ -71,6 +73,7 @@ impl Op {
         match self {
             Op::Status => "status",
             Op::History => "history",
+            Op::Metrics => "metrics",
             Op::Apply { dry_run: true, .. } => "check",
             Op::Apply { .. } => "apply",
             Op::Set { .. } => "set",
@@ -221,6 +224,8 @@ pub struct Controller {
     idem: VecDeque<(String, u64, Reply)>,
     ack_timeout: Duration,
     reloads: [u64; 2],
+    /// Changes and their acknowledgement times, for `/metrics`.
+    figures: crate::metrics::prom::ControlFigures,
 }
 
 /// Hash of the config file and the pipeline and table files it names.
@@ -382,6 +387,7 @@ impl Controller {
             idem: VecDeque::new(),
             ack_timeout: Duration::from_secs(5),
             reloads: [0; 2],
+            figures: Default::default(),
         };
         if !matches!(c.started, Startup::Restored(_)) {
             // The files' definition is now the one a restart restores.
@@ -482,6 +488,7 @@ impl Controller {
         let mut next = (*self.def).clone();
         match &req.op {
             Op::Status => return Reply::ok(self.status()),
+            Op::Metrics => return Reply::ok(Value::String(self.metrics())),
             Op::History => {
                 return Reply::ok(json!({
                     "generation": self.app.generation(),
@@ -859,6 +866,17 @@ impl Controller {
 
     /// Appends `e` to the audit journal (and logs it).
     fn record(&mut self, e: &Entry) {
+        match (&e.generation, &e.error) {
+            _ if e.op == "start" => {}
+            (None, _) => self.figures.rejected += 1,
+            (Some(_), None) => {
+                self.figures.applied += 1;
+                if let (Some(a), None) = (e.acked_ns, e.switch_at) {
+                    self.figures.observe_ack(a as f64 / 1e9);
+                }
+            }
+            (Some(_), Some(_)) => self.figures.published += 1,
+        }
         let prefix = if e.author == "sighup" { "SIGHUP: " } else { "" };
         match (&e.generation, &e.error, e.acked_ns) {
             (Some(g), None, Some(a)) if e.switch_at.is_some() => tracing::info!(
@@ -946,6 +964,18 @@ impl Controller {
             }
         }
         out
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let cfg = self.app.config();
+        let names = crate::metrics::prom::Names {
+            sources: cfg.sources.iter().map(|s| s.name.as_str()).collect(),
+            sinks: cfg.sinks.iter().map(|s| s.name.as_str()).collect(),
+        };
+        let mut f = self.figures.clone();
+        f.generation = self.app.generation();
+        crate::metrics::prom::render(self.app.metrics(), &names, &self.app.acks(), &f)
     }
 
     /// `GET /v1/status`.

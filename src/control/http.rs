@@ -306,6 +306,7 @@ async fn handle(
     let at_q = query(&req, "at");
     let route = match (&method, p.as_slice()) {
         (&Method::GET, ["v1", "status"]) => Some(Route::Op(Op::Status)),
+        (&Method::GET, ["metrics"]) => Some(Route::Op(Op::Metrics)),
         (&Method::GET, ["v1", "history"]) => Some(Route::Op(Op::History)),
         (&Method::POST, ["v1", "pipeline"]) => Some(Route::Pipeline),
         (&Method::PUT, ["v1", "params", name]) => Some(Route::Param(name.to_string())),
@@ -324,6 +325,7 @@ async fn handle(
         let known = matches!(
             p.as_slice(),
             ["v1", "status" | "history" | "pipeline" | "rollback"]
+                | ["metrics"]
                 | ["v1", "params", _]
                 | ["v1", "tables", ..]
         );
@@ -420,6 +422,7 @@ async fn handle(
             }
         }
     };
+    let metrics = op == Op::Metrics;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let request = Request {
         op,
@@ -431,6 +434,17 @@ async fn handle(
         return Ok(error(503, "the appliance is stopping"));
     }
     Ok(match rx.await {
+        Ok(Reply {
+            status: 200,
+            body: serde_json::Value::String(text),
+        }) if metrics => {
+            let mut r = hyper::Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         Ok(r) => respond(r.status, &r.body),
         Err(_) => error(503, "the appliance is stopping"),
     })

@@ -7,6 +7,7 @@
 //! Groups written by different threads sit on separate cache lines.
 
 pub mod hgrm;
+pub mod prom;
 
 use crate::codec::Reason;
 use crate::sync::CachePadded;
