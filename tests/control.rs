@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod process;
 
-use process::{App, BIN};
+use process::{App, BIN, TICK_SOURCE};
 
 const TOKEN: &str = "alice-secret-0123456789";
 
@@ -26,22 +26,7 @@ fn config(admin: &str) -> String {
 [runtime]
 shards = 1
 pin = false
-[schemas.tick]
-size = 32
-fields = [
-  {{ name = "ts",     type = "timestamp", offset = 0 }},
-  {{ name = "seq",    type = "u64",       offset = 8 }},
-  {{ name = "symbol", type = "u32",       offset = 16 }},
-  {{ name = "qty",    type = "i32",       offset = 20 }},
-  {{ name = "price",  type = "f64",       offset = 24 }},
-]
-[[source]]
-name = "t"
-transport = "tcp"
-listen = "127.0.0.1:0"
-framing = "fixed"
-format = "binary"
-schema = "tick"
+{TICK_SOURCE}
 [pipeline]
 file = "p.mts"
 [params]

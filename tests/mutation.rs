@@ -23,7 +23,7 @@ use mutstream::codec::FieldType as FT;
 use mutstream::config::ParamValue;
 use mutstream::control::client::Client;
 use mutstream::loadgen::{Rng, Tick};
-use process::{App, BIN};
+use process::{App, BIN, TICK_SOURCE};
 use reference::{Val, World};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -61,22 +61,7 @@ listen = "127.0.0.1:0"
 shards = {shards}
 pin = false
 batch_max = 256
-[schemas.tick]
-size = 32
-fields = [
-  {{ name = "ts",     type = "timestamp", offset = 0 }},
-  {{ name = "seq",    type = "u64",       offset = 8 }},
-  {{ name = "symbol", type = "u32",       offset = 16 }},
-  {{ name = "qty",    type = "i32",       offset = 20 }},
-  {{ name = "price",  type = "f64",       offset = 24 }},
-]
-[[source]]
-name = "t"
-transport = "tcp"
-listen = "127.0.0.1:0"
-framing = "fixed"
-format = "binary"
-schema = "tick"
+{TICK_SOURCE}
 [pipeline]
 file = "{pipeline_file}"
 {extra}

@@ -12,6 +12,26 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mutstream");
 
+/// The tick schema (32-byte `loadgen::Tick`) and a TCP source `t` of it
+/// on an ephemeral port, as config text.
+pub const TICK_SOURCE: &str = r#"[schemas.tick]
+size = 32
+fields = [
+  { name = "ts",     type = "timestamp", offset = 0 },
+  { name = "seq",    type = "u64",       offset = 8 },
+  { name = "symbol", type = "u32",       offset = 16 },
+  { name = "qty",    type = "i32",       offset = 20 },
+  { name = "price",  type = "f64",       offset = 24 },
+]
+[[source]]
+name = "t"
+transport = "tcp"
+listen = "127.0.0.1:0"
+framing = "fixed"
+format = "binary"
+schema = "tick"
+"#;
+
 /// `mutstream run --config m.toml` in a directory, started and ready:
 /// the first TCP source and the admin API listen, generation 1 runs.
 pub struct App {
