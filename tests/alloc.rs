@@ -13,7 +13,11 @@
 //! `mutstream-w*`): the control side compiles and builds each generation,
 //! the workers only move pointers, so 100 switches under load must not
 //! allocate on a worker at all (an allocation there can contend for an
-//! allocator arena lock, the one way a worker could end in `futex`).
+//! allocator arena lock, the one way a worker could end in `futex`). The
+//! receive buffer ring is kept tiny there, so receives run out of buffers
+//! and are re-armed all the time: where a receive cuts the stream and when
+//! it runs dry depend on timing, and neither may reach the allocator.
+//! When it fails, the test prints the stack of each worker allocation.
 
 mod common;
 
@@ -21,7 +25,7 @@ use common::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 struct Counting;
@@ -29,8 +33,14 @@ struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Allocations made on worker threads.
 static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// While set, each worker allocation's stack is kept in `STACKS`.
+static TRACING: AtomicBool = AtomicBool::new(false);
+static STACKS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 thread_local! {
+    /// Set while this thread captures a stack: its own allocations are
+    /// the tracer's, not the appliance's.
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// 0: not yet known, 1: a worker thread, 2: another thread.
     static KIND: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
@@ -38,6 +48,9 @@ thread_local! {
 /// Counts an allocation, and on worker threads also as a worker's. Reads
 /// the thread's name with prctl into a stack buffer: no allocation here.
 fn count() {
+    if CAPTURING.with(|c| c.get()) {
+        return;
+    }
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     let kind = KIND.with(|k| {
         if k.get() == 0 {
@@ -54,6 +67,12 @@ fn count() {
     });
     if kind == 1 {
         WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if TRACING.load(Ordering::Relaxed) {
+            CAPTURING.with(|c| c.set(true));
+            let stack = std::backtrace::Backtrace::force_capture().to_string();
+            STACKS.lock().unwrap_or_else(|e| e.into_inner()).push(stack);
+            CAPTURING.with(|c| c.set(false));
+        }
     }
 }
 
@@ -153,8 +172,11 @@ fn generation_switches_allocate_nothing_on_the_workers() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let wire = Wire::BinaryFixed;
     let pipeline = |k: u64| format!("filter price > {k}.0 - {k}.0 | eval g = {k} | tee j | to out");
-    let cfg = wire.config(2, &pipeline(1), "")
-        + "[[sink]]\nname = \"j\"\nkind = \"journal\"\npath = \"{DIR}/j\"\n";
+    let cfg = wire.config(
+        2,
+        &pipeline(1),
+        "recv_buffers = 2\nrecv_buffer_size = \"4KiB\"",
+    ) + "[[sink]]\nname = \"j\"\nkind = \"journal\"\npath = \"{DIR}/j\"\n";
     let mut h = Harness::start(&cfg);
     let addr = h.addr("in");
     // Four connections: both shards get some (SO_REUSEPORT spreads them).
@@ -188,10 +210,15 @@ fn generation_switches_allocate_nothing_on_the_workers() {
     h.wait_records(sent, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     let before = WORKER_ALLOCS.load(Ordering::SeqCst);
+    TRACING.store(true, Ordering::SeqCst);
     sent += round(&mut socks, &mut h, 40 * 500, 100);
     h.wait_records(sent, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     let n = WORKER_ALLOCS.load(Ordering::SeqCst) - before;
+    TRACING.store(false, Ordering::SeqCst);
+    for stack in STACKS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        eprintln!("a worker allocated here:\n{stack}");
+    }
     let switches = h.app().metrics().sum(|m| m.generation_switches.get());
     drop(socks);
     h.shutdown();

@@ -237,13 +237,27 @@ pub struct StreamFramer {
     discarding: bool,
 }
 
+/// The carry is allocated when the connection is accepted, at the size
+/// a frame cut by a receive usually needs: a whole record for fixed
+/// framing, else up to 64 KiB (a longer frame grows it once). Where a
+/// receive happens to cut the stream depends on timing; sizing up front
+/// keeps that timing out of the allocator on the worker.
+const CARRY_INITIAL_MAX: usize = 64 << 10;
+
+fn carry_capacity(kind: StreamKind, max_frame: usize) -> usize {
+    match kind {
+        StreamKind::Fixed { size } => size,
+        _ => max_frame.min(CARRY_INITIAL_MAX) + 4,
+    }
+}
+
 impl StreamFramer {
     pub fn new(kind: StreamKind, max_frame: usize) -> StreamFramer {
         assert!(max_frame > 0, "max_frame validated in config");
         StreamFramer {
             kind,
             max_frame,
-            carry: Vec::new(),
+            carry: Vec::with_capacity(carry_capacity(kind, max_frame)),
             discarding: false,
         }
     }
@@ -253,6 +267,7 @@ impl StreamFramer {
         self.kind = kind;
         self.max_frame = max_frame;
         self.carry.clear();
+        self.carry.reserve(carry_capacity(kind, max_frame));
         self.discarding = false;
     }
 

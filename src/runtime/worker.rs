@@ -593,7 +593,9 @@ impl Worker {
             // and closing never grow them.
             conns: Vec::with_capacity(max_conns),
             free_conns: Vec::with_capacity(max_conns),
-            rearm: Vec::new(),
+            // At most one entry per connection; sized here because when a
+            // receive runs out of buffers depends on timing.
+            rearm: Vec::with_capacity(max_conns),
             sources: setup.sources,
             eng: Engine {
                 shard,
