@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod journal;
 pub mod loadgen;
 pub mod metrics;

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
     about = "Single-node ingestion appliance with live-mutable pipelines"
 )]
 struct Cli {
-    /// Log level: error, warn, info, debug, trace.
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Log level: error, warn, info, debug, trace (default info; warn for
+    /// `demo`, whose table owns the terminal).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -65,10 +66,15 @@ enum Command {
     },
     /// Appliance, load generator and scripted live mutations in one process.
     Demo {
-        #[arg(long)]
-        duration: Option<String>,
-        #[arg(long)]
-        rate: Option<String>,
+        /// How long to send (`20s`, `2m`); mutations are spread over it.
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Records per second over UDP and TCP together (`50000`, `100k`, `1M`).
+        #[arg(long, default_value = "100k")]
+        rate: String,
+        /// Journals and state of the demo (emptied first).
+        #[arg(long, default_value = "./mutstream-data/demo")]
+        dir: PathBuf,
     },
     /// Run a pipeline on given records without sockets and compare the
     /// output: `test P.mts --config F --schema S --input IN --expect OUT`,
@@ -148,7 +154,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(e) = init_logging(&cli.log_level, cli.log_format) {
+    let level = cli.log_level.as_deref().unwrap_or(match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    });
+    if let Err(e) = init_logging(level, cli.log_format) {
         eprintln!("mutstream: {e:#}");
         return ExitCode::from(2);
     }
@@ -159,7 +169,11 @@ fn main() -> ExitCode {
             config,
             schema,
         } => check(&config, pipeline.as_deref(), schema.as_deref()),
-        Command::Demo { .. } => not_yet("demo"),
+        Command::Demo {
+            duration,
+            rate,
+            dir,
+        } => demo(&duration, &rate, dir),
         Command::Test {
             target,
             config,
@@ -500,6 +514,21 @@ fn describe(cfg: &Config, plan: &mutstream::pipeline::Plan, pipeline: Option<&Pa
         }
     }
     s
+}
+
+fn demo(duration: &str, rate: &str, dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let d = humantime::parse_duration(duration)
+        .map_err(|e| anyhow::anyhow!("--duration {duration:?}: {e} (e.g. 20s, 2m)"))?;
+    if d < Duration::from_secs(1) {
+        anyhow::bail!("--duration {duration:?}: at least 1s, so the mutations have time to run");
+    }
+    let rate = mutstream::demo::load::parse_rate(rate).map_err(anyhow::Error::msg)?;
+    let code = mutstream::demo::run(&mutstream::demo::Options {
+        duration: d,
+        rate,
+        dir,
+    })?;
+    Ok(ExitCode::from(code))
 }
 
 fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
