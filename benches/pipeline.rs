@@ -40,6 +40,21 @@ impl Emit for Encode {
     }
 }
 
+/// Encodes as [`Encode`] and copies the tapped stage's rows into a tap
+/// port nobody drains: the steady state of an abandoned `mutstream tap`
+/// (its buffers full, each tapped batch dropped and counted).
+struct EncodeTapped(Encode, mutstream::sink::tap::TapPort, u64);
+impl Emit for EncodeTapped {
+    fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
+        self.0.emit(spec, rows);
+    }
+    fn tap(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
+        // 1 ms of clock per batch: the 500 ms interval turns over too.
+        self.2 += 1_000_000;
+        self.1.copy(spec, rows, 1, self.2);
+    }
+}
+
 fn schema(fields: &[(&str, &str, Option<u32>)], size: Option<u32>) -> Arc<Schema> {
     Arc::new(Schema::new(
         "s",
@@ -99,6 +114,21 @@ fn bench_chain(
     g.bench_function(format!("{name}+encode"), |b| {
         b.iter(|| exec.run(&chain, black_box(batch), syms, 0, &mut enc))
     });
+    if let Some(stage) = chain.stages.first().map(|s| s.name.clone()) {
+        // The same with a tap on the first stage that nobody reads.
+        let (mut port, _rx) = mutstream::sink::tap::channel(0, N);
+        port.want = mutstream::sink::tap::TapWant::new(&stage, 100, 500_000_000).unwrap();
+        exec.set_tap(&chain, Some(0));
+        let mut tapped = EncodeTapped(
+            Encode(Vec::with_capacity(1 << 20), Default::default()),
+            port,
+            0,
+        );
+        g.bench_function(format!("{name}+encode+tap_unread"), |b| {
+            b.iter(|| exec.run(&chain, black_box(batch), syms, 0, &mut tapped))
+        });
+        exec.set_tap(&chain, None);
+    }
     g.finish();
 }
 

@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod config;
 pub mod control;
+#[cfg(not(loom))]
 pub mod demo;
 pub mod journal;
 pub mod loadgen;

@@ -124,11 +124,8 @@ enum Command {
         #[arg(num_args = 0.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Live records leaving a stage.
-    Tap {
-        #[arg(num_args = 0.., allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Live records leaving a stage, as JSON lines.
+    Tap(mutstream::control::client::TapArgs),
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
@@ -199,7 +196,7 @@ fn main() -> ExitCode {
             format,
         } => read_cmd(dir, follow, from, since, merge, format),
         Command::Top { .. } => not_yet("top"),
-        Command::Tap { .. } => not_yet("tap"),
+        Command::Tap(args) => Ok(mutstream::control::client::tap_main(args)),
     };
     match r {
         Ok(code) => code,
@@ -627,7 +624,7 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
     let mut reporter = BadRecordReporter::default();
     let mut last_report = Instant::now();
     while !term.load(Ordering::Relaxed) {
-        match inbox.recv_timeout(Duration::from_millis(20)) {
+        match inbox.recv_timeout(ctl.poll_interval()) {
             Ok((req, answer)) => {
                 let _ = answer.send(ctl.handle(req));
             }
@@ -637,6 +634,7 @@ fn run(path: Option<&Path>, fresh: bool) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
+        ctl.tick();
         if hup.swap(false, Ordering::Relaxed) {
             // Logged by the controller, accepted or refused.
             let _ = ctl.handle(Request {

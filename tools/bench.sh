@@ -15,6 +15,8 @@
 #   * acks: W4 at full speed while `set` and `apply` alternate 100 times
 #     a second through the control path: acknowledgement times and the
 #     load's rate with and without the changes;
+#   * tap: W4 with and without a `tap` nobody reads, runs alternating
+#     (tools/tap-cost.sh gives the same in instructions, repeatably);
 #   * with --peers: W1 with a file sink through mutstream, syslog-ng and
 #     rsyslog (Debian packages installed one after the other: they
 #     conflict), and Vector and Fluent Bit when they are on the PATH;
@@ -40,6 +42,7 @@ if [ "${1:-}" = "--quick" ]; then
   target/release/mutbench udp --datagrams 20000 --runs 1
   target/release/mutbench latency --quick
   target/release/mutbench acks --records 4000000
+  target/release/mutbench tap --records 400000 --runs 1
   target/release/mutbench peers --peer mutstream --records 200000 --runs 1
   exit 0
 fi
@@ -57,6 +60,7 @@ target/release/mutbench udp --json target/bench/w3.json
 install strace
 target/release/mutbench latency --strace --json target/bench/latency.json
 target/release/mutbench acks --json target/bench/acks.json
+target/release/mutbench tap --json target/bench/tap.json
 if [ "$peers" = 1 ]; then
   target/release/mutbench peers --install --json target/bench/peers.json
 fi

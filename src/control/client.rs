@@ -169,7 +169,12 @@ pub fn encode(s: &str) -> String {
 }
 
 fn token(args: &CtlArgs) -> Result<Option<String>, String> {
-    if let Some(f) = &args.token_file {
+    token_from(args.token_file.as_ref())
+}
+
+/// The token from `--token-file`, else `MUTSTREAM_TOKEN`.
+pub fn token_from(file: Option<&PathBuf>) -> Result<Option<String>, String> {
+    if let Some(f) = file {
         let t =
             std::fs::read_to_string(f).map_err(|e| format!("--token-file {}: {e}", f.display()))?;
         return Ok(Some(t.trim().to_string()));
@@ -439,4 +444,152 @@ fn run(args: &CtlArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::from(1))
+}
+
+/// The API's error line, or its whole answer when it has none.
+fn api_error(v: &Value) -> String {
+    v["error"]
+        .as_str()
+        .map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// `mutstream tap`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mutstream tap",
+    about = "Print live records leaving a stage, as JSON lines"
+)]
+pub struct TapArgs {
+    /// The stage (its label, or `sN` for the N-th unlabelled one; `ctl check` lists them).
+    pub stage: String,
+    /// Stop after N records.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// How often to fetch, and the period the limit applies to.
+    #[arg(short = 'i', long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// At most K records per interval (over all shards).
+    #[arg(short = 'l', long, default_value_t = 100, value_name = "K")]
+    pub limit: u32,
+    /// The admin API: HOST:PORT or http://HOST:PORT.
+    #[arg(long, env = "MUTSTREAM_ADMIN", default_value = "127.0.0.1:9100")]
+    pub admin: String,
+    /// A file holding the token (else MUTSTREAM_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Runs `tap`: 0 after N records or Ctrl-C, 1 refused (no such stage),
+/// 69 the API cannot be reached.
+pub fn tap_main(args: TapArgs) -> ExitCode {
+    match tap_run(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mutstream tap: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tap_run(args: &TapArgs) -> Result<ExitCode, String> {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    }
+    let client = Client::new(
+        &args.admin,
+        token_from(args.token_file.as_ref())?,
+        Duration::from_secs(10),
+    );
+    let interval_ms = args.interval.as_millis().clamp(10, 60_000) as u64;
+    let body = serde_json::json!({
+        "stage": args.stage,
+        "limit": args.limit,
+        "interval_ms": interval_ms,
+    });
+    // Unreachable: exit 69 (SPEC §2); any other failure: exit 1.
+    let call =
+        |method: &str, path: &str, body: Option<Vec<u8>>| client.call(method, path, body, &[]);
+    let failed = |e: CallError| match e {
+        CallError::Unreachable(..) => {
+            eprintln!("mutstream tap: {e}");
+            Ok(ExitCode::from(69))
+        }
+        CallError::Protocol(m) => Err(m),
+    };
+    let (status, v) = match call(
+        "POST",
+        "/v1/tap",
+        Some(serde_json::to_vec(&body).expect("json")),
+    ) {
+        Ok(x) => x,
+        Err(e) => return failed(e),
+    };
+    if status != 200 {
+        return Err(api_error(&v));
+    }
+    let id = v["tap"].as_u64().ok_or("the answer names no tap")?;
+    let fields: Vec<String> = v["fields"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| Some(format!("{}:{}", f[0].as_str()?, f[1].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "mutstream tap: stage {} of generation {} ({}); at most {} records per {:?}; Ctrl-C stops",
+        args.stage,
+        v["generation"],
+        fields.join(", "),
+        args.limit,
+        args.interval
+    );
+    let path = format!("/v1/tap/{id}");
+    let mut printed = 0u64;
+    let mut out = std::io::stdout().lock();
+    let mut next = std::time::Instant::now();
+    let code = 'outer: loop {
+        if stop.load(Ordering::Relaxed) {
+            break ExitCode::SUCCESS;
+        }
+        next += args.interval;
+        let (status, v) = match call("GET", &path, None) {
+            Ok(x) => x,
+            Err(e) => return failed(e),
+        };
+        if status != 200 {
+            return Err(api_error(&v));
+        }
+        for r in v["records"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            if args.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+            // A closed pipe (`| head`) ends the tap quietly.
+            if writeln!(out, "{r}").is_err() {
+                break 'outer ExitCode::SUCCESS;
+            }
+            printed += 1;
+        }
+        let _ = out.flush();
+        if let Some(d) = v["dropped"].as_u64().filter(|&d| d > 0) {
+            eprintln!("mutstream tap: {d} records over the limit were not shown");
+        }
+        if args.count.is_some_and(|n| printed >= n) {
+            break ExitCode::SUCCESS;
+        }
+        // Sleep to the next interval in small steps, to see Ctrl-C.
+        while std::time::Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(
+                next.saturating_duration_since(std::time::Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+    };
+    let _ = client.call("DELETE", &path, None, &[]);
+    Ok(code)
 }

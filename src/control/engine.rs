@@ -59,13 +59,32 @@ pub enum Op {
     },
     /// SIGHUP: re-read the config file.
     Reload,
+    /// `tap`: copy up to `limit` records per interval leaving `stage`.
+    TapStart {
+        stage: String,
+        limit: u32,
+        interval_ns: u64,
+    },
+    /// The records tapped since the last read.
+    TapRead {
+        id: u64,
+    },
+    TapStop {
+        id: u64,
+    },
 }
 
 impl Op {
     fn mutates(&self) -> bool {
         !matches!(
             self,
-            Op::Status | Op::History | Op::Metrics | Op::Apply { dry_run: true, .. }
+            Op::Status
+                | Op::History
+                | Op::Metrics
+                | Op::Apply { dry_run: true, .. }
+                | Op::TapStart { .. }
+                | Op::TapRead { .. }
+                | Op::TapStop { .. }
         )
     }
 
@@ -82,6 +101,9 @@ impl Op {
             Op::TableLoad { .. } => "table load",
             Op::Rollback { .. } => "rollback",
             Op::Reload => "reload",
+            Op::TapStart { .. } => "tap",
+            Op::TapRead { .. } => "tap read",
+            Op::TapStop { .. } => "tap stop",
         }
     }
 }
@@ -226,6 +248,9 @@ pub struct Controller {
     reloads: [u64; 2],
     /// Changes and their acknowledgement times, for `/metrics`.
     figures: crate::metrics::prom::ControlFigures,
+    /// The `tap` being read, if any, and the last session id given.
+    tap: Option<super::tap::TapSession>,
+    taps_started: u64,
 }
 
 /// Hash of the config file and the pipeline and table files it names.
@@ -388,6 +413,8 @@ impl Controller {
             ack_timeout: Duration::from_secs(5),
             reloads: [0; 2],
             figures: Default::default(),
+            tap: None,
+            taps_started: 0,
         };
         if !matches!(c.started, Startup::Restored(_)) {
             // The files' definition is now the one a restart restores.
@@ -487,6 +514,13 @@ impl Controller {
         let cfg = self.app.config().clone();
         let mut next = (*self.def).clone();
         match &req.op {
+            Op::TapStart {
+                stage,
+                limit,
+                interval_ns,
+            } => return self.tap_start(stage, *limit, *interval_ns),
+            Op::TapRead { id } => return self.tap_read(*id),
+            Op::TapStop { id } => return self.tap_stop(*id),
             Op::Status => return Reply::ok(self.status()),
             Op::Metrics => return Reply::ok(Value::String(self.metrics())),
             Op::History => {
@@ -931,6 +965,129 @@ impl Controller {
 
     /// Per stage of the candidate: whether its state is kept, starts
     /// fresh, or the stage keeps none; removed stateful stages flush.
+    /// How long the control thread may wait for a request before the next
+    /// [`Controller::tick`]: short while a tap runs, so the shards' tap
+    /// buffers come back quickly.
+    pub fn poll_interval(&self) -> Duration {
+        if self.tap.is_some() {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(20)
+        }
+    }
+
+    /// Housekeeping between requests: moves tapped records off the shards'
+    /// rings and ends a tap nobody reads.
+    pub fn tick(&mut self) {
+        let Some(t) = self.tap.as_mut() else {
+            return;
+        };
+        self.app.drain_tap(|b| t.take(b));
+        t.shard_drops(self.app.metrics().sum(|m| m.tap_dropped.get()));
+        if t.idle() {
+            tracing::info!(
+                "tap {} on stage {}: not read for {:?}, stopped",
+                t.id,
+                t.stage,
+                super::tap::IDLE
+            );
+            self.tap = None;
+            self.app.set_tap(&crate::sink::tap::TapWant::OFF);
+        }
+    }
+
+    fn tap_start(&mut self, stage: &str, limit: u32, interval_ns: u64) -> Reply {
+        let found = self
+            .plan
+            .chains
+            .iter()
+            .flatten()
+            .find_map(|c| c.stages.iter().find(|s| s.name == stage));
+        let Some(st) = found else {
+            let names: Vec<&str> = self
+                .plan
+                .chains
+                .iter()
+                .flatten()
+                .flat_map(|c| c.stages.iter().map(|s| s.name.as_str()))
+                .collect();
+            return Reply::err(
+                404,
+                format!(
+                    "no stage {stage:?} in generation {} (stages: {})",
+                    self.app.generation(),
+                    names.join(", ")
+                ),
+            );
+        };
+        let Some(want) = crate::sink::tap::TapWant::new(stage, limit, interval_ns) else {
+            return Reply::err(400, "stage name too long");
+        };
+        let fields: Vec<Value> = st
+            .output
+            .fields
+            .iter()
+            .map(|(n, t)| json!([n, t.name()]))
+            .collect();
+        // A new tap replaces the one before (its reader gets 410).
+        self.app.set_tap(&crate::sink::tap::TapWant::OFF);
+        self.app.drain_tap(|_| {});
+        self.taps_started += 1;
+        let id = self.taps_started;
+        let mut session =
+            super::tap::TapSession::new(id, stage, limit, Duration::from_nanos(interval_ns));
+        session.shard_drops(self.app.metrics().sum(|m| m.tap_dropped.get()));
+        session.read();
+        self.tap = Some(session);
+        self.app.set_tap(&want);
+        if let Some(prev) = id.checked_sub(1).filter(|&p| p > 0) {
+            tracing::debug!("tap {id} on stage {stage} replaces tap {prev}");
+        }
+        Reply::ok(json!({
+            "tap": id,
+            "stage": stage,
+            "generation": self.app.generation(),
+            "limit": limit,
+            "interval_ms": interval_ns / 1_000_000,
+            "fields": fields,
+        }))
+    }
+
+    fn tap_gone(id: u64) -> Reply {
+        Reply::err(
+            410,
+            format!(
+                "tap {id} has ended (replaced by a newer tap, stopped, or not read for {:?})",
+                super::tap::IDLE
+            ),
+        )
+    }
+
+    fn tap_read(&mut self, id: u64) -> Reply {
+        let Some(t) = self.tap.as_mut().filter(|t| t.id == id) else {
+            return Controller::tap_gone(id);
+        };
+        self.app.drain_tap(|b| t.take(b));
+        t.shard_drops(self.app.metrics().sum(|m| m.tap_dropped.get()));
+        let (records, dropped) = t.read();
+        Reply::ok(json!({
+            "tap": id,
+            "generation": self.app.generation(),
+            "records": records,
+            "dropped": dropped,
+        }))
+    }
+
+    fn tap_stop(&mut self, id: u64) -> Reply {
+        if self.tap.as_ref().is_none_or(|t| t.id != id) {
+            return Controller::tap_gone(id);
+        }
+        self.tap = None;
+        self.app.set_tap(&crate::sink::tap::TapWant::OFF);
+        self.app.drain_tap(|_| {});
+        Reply::ok(json!({ "tap": id, "stopped": true }))
+    }
+
     fn stage_report(&self, plan: &Plan) -> Vec<Value> {
         let stateful = |w: &str| matches!(w, "window" | "dedup" | "sample");
         let mut out = Vec::new();

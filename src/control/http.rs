@@ -319,13 +319,23 @@ async fn handle(
         })),
         (&Method::POST, ["v1", "tables", t]) => Some(Route::Load(t.to_string())),
         (&Method::POST, ["v1", "rollback"]) => Some(Route::Rollback),
+        (&Method::POST, ["v1", "tap"]) => Some(Route::Tap),
+        (&Method::GET, ["v1", "tap", id]) => match id.parse() {
+            Ok(id) => Some(Route::Op(Op::TapRead { id })),
+            Err(_) => return Ok(error(404, format!("no tap {id:?}"))),
+        },
+        (&Method::DELETE, ["v1", "tap", id]) => match id.parse() {
+            Ok(id) => Some(Route::Op(Op::TapStop { id })),
+            Err(_) => return Ok(error(404, format!("no tap {id:?}"))),
+        },
         _ => None,
     };
     let Some(route) = route else {
         let known = matches!(
             p.as_slice(),
-            ["v1", "status" | "history" | "pipeline" | "rollback"]
+            ["v1", "status" | "history" | "pipeline" | "rollback" | "tap"]
                 | ["metrics"]
+                | ["v1", "tap", _]
                 | ["v1", "params", _]
                 | ["v1", "tables", ..]
         );
@@ -408,6 +418,38 @@ async fn handle(
             Op::TablePut { table, key, cols }
         }
         Route::Load(table) => Op::TableLoad { table, csv: text },
+        Route::Tap => {
+            let Some(serde_json::Value::Object(o)) = json() else {
+                return Ok(error(
+                    400,
+                    "expected {\"stage\": NAME, \"limit\": N, \"interval_ms\": MS}",
+                ));
+            };
+            let Some(stage) = o.get("stage").and_then(|v| v.as_str()) else {
+                return Ok(error(400, "stage: expected a stage name"));
+            };
+            let limit = match o.get("limit") {
+                None => 100,
+                Some(v) => match v.as_u64().filter(|&n| (1..=10_000).contains(&n)) {
+                    Some(n) => n as u32,
+                    None => {
+                        return Ok(error(400, "limit: expected 1..=10000 records per interval"));
+                    }
+                },
+            };
+            let interval_ms = match o.get("interval_ms") {
+                None => 500,
+                Some(v) => match v.as_u64().filter(|&n| (10..=60_000).contains(&n)) {
+                    Some(n) => n,
+                    None => return Ok(error(400, "interval_ms: expected 10..=60000")),
+                },
+            };
+            Op::TapStart {
+                stage: stage.to_string(),
+                limit,
+                interval_ns: interval_ms * 1_000_000,
+            }
+        }
         Route::Rollback => {
             let to = match generation_q {
                 Some(g) => Some(g),
@@ -457,6 +499,7 @@ enum Route {
     Put(String, String),
     Load(String),
     Rollback,
+    Tap,
 }
 
 #[cfg(test)]

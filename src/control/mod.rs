@@ -8,5 +8,6 @@ pub mod definition;
 pub mod engine;
 #[cfg(not(loom))]
 pub mod http;
+pub mod tap;
 
 pub use engine::{Controller, Op, Reply, Request, Startup};

@@ -164,6 +164,11 @@ pub fn run(opts: &Options) -> anyhow::Result<u8> {
 
     let tty = std::io::stdout().is_terminal();
     let mut screen = Screen::new(tty, opts, server.local_addr(), spec);
+    if !tty {
+        // Piped: the header once, then a progress line every few seconds.
+        print!("{}", screen.header);
+        std::io::stdout().flush()?;
+    }
     let steps = script();
     let mut done: Vec<Done> = Vec::new();
     let t0 = Instant::now();
@@ -182,7 +187,7 @@ pub fn run(opts: &Options) -> anyhow::Result<u8> {
         if ctl.app().failed_worker() {
             anyhow::bail!("a shard worker stopped unexpectedly");
         }
-        match inbox.recv_timeout(Duration::from_millis(10)) {
+        match inbox.recv_timeout(ctl.poll_interval().min(Duration::from_millis(10))) {
             Ok((req, answer)) => {
                 let _ = answer.send(ctl.handle(req));
             }
@@ -191,6 +196,7 @@ pub fn run(opts: &Options) -> anyhow::Result<u8> {
                 anyhow::bail!("the admin API stopped")
             }
         }
+        ctl.tick();
         if let Some(step) = steps.get(done.len())
             && elapsed.as_secs_f64() >= step.at * opts.duration.as_secs_f64()
         {

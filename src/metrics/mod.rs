@@ -132,6 +132,8 @@ pub struct ShardMetrics {
     /// Records before the switch time of the `--at` generation that ran
     /// them: they arrived after the shard had switched.
     pub late_for_switch: Counter,
+    /// Tapped rows the tap ring had no room for (nobody reading).
+    pub tap_dropped: Counter,
     /// Kernel thread id of the worker (0 before it starts).
     pub tid: AtomicI32,
     pub samples: Samples,
@@ -155,6 +157,7 @@ impl ShardMetrics {
             states_carried: Counter::new(),
             late_for_switch: Counter::new(),
             switched_ns: Counter::new(),
+            tap_dropped: Counter::new(),
             tid: AtomicI32::new(0),
             samples: Samples::default(),
         }

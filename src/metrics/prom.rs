@@ -227,6 +227,11 @@ const SHARD_COUNTERS: &[(&str, &str, fn(&ShardMetrics) -> u64)] = &[
         "Records before an apply --at time that ran on the new generation.",
         |s| s.late_for_switch.get(),
     ),
+    (
+        "mutstream_tap_dropped_records_total",
+        "Tapped records a shard had no tap buffer for (nobody reading).",
+        |s| s.tap_dropped.get(),
+    ),
 ];
 
 /// The whole exposition. `acks[k]` is the generation shard `k` runs.

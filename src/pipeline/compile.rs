@@ -71,6 +71,7 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
         instrs: Vec::new(),
     };
     let mut stages = Vec::new();
+    let mut taps = Vec::new();
     let last = p.stages.len() - 1;
     for (k, st) in p.stages.iter().enumerate() {
         let before = out_schema(&env);
@@ -96,6 +97,11 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
                 action,
             });
         }
+        taps.push(TapPoint {
+            seg: c.done.len(),
+            step: c.cur.steps.len() - 1,
+            spec: c.emit_spec(usize::MAX, &env),
+        });
         stages.push(StagePlan {
             name: st.name.clone(),
             word: st.op.word(),
@@ -108,7 +114,11 @@ pub fn compile(p: &Pipeline, input: &CompileInput<'_>) -> Result<Compiled, Diagn
     let mut segments: Vec<Segment> = c.done.into_iter().map(SegBuild::finish).collect();
     segments.push(c.cur.finish());
     Ok(Compiled {
-        chain: Chain { segments, stages },
+        chain: Chain {
+            segments,
+            stages,
+            taps,
+        },
     })
 }
 

@@ -65,6 +65,10 @@ struct Temp {
 pub trait Emit {
     /// `rows` holds the records (already selected) for `spec.sink`.
     fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>);
+
+    /// `rows` are leaving the stage set with [`Exec::set_tap`], laid out
+    /// as `spec` (its `sink` unused).
+    fn tap(&mut self, _spec: &EmitSpec, _rows: &Rows<'_>) {}
 }
 
 /// A view of the registers and the selected rows, for encoding.
@@ -77,6 +81,20 @@ pub struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
+    /// The same registers with another selection of rows.
+    pub fn with_sel<'b>(&self, sel: Sel<'b>) -> Rows<'b>
+    where
+        'a: 'b,
+    {
+        Rows {
+            batch: self.batch,
+            temps: self.temps,
+            n_inputs: self.n_inputs,
+            sel,
+            symbols: self.symbols,
+        }
+    }
+
     /// Register `r`'s column and the arena holding its strings.
     pub fn column(&self, r: Reg) -> (&'a Column, &'a [u8]) {
         reg_col(self.batch, self.temps, self.n_inputs, r)
@@ -131,6 +149,8 @@ pub struct Exec {
     segs: Vec<SegExec>,
     hash_buf: Vec<u8>,
     max_state_keys: u64,
+    /// The tapped stage's last step: (segment, step).
+    tap: Option<(usize, usize)>,
     pub counters: ExecCounters,
 }
 
@@ -175,12 +195,21 @@ impl Exec {
             segs,
             hash_buf: Vec::with_capacity(256),
             max_state_keys,
+            tap: None,
             counters: ExecCounters {
                 stage_in: vec![0; chain.stages.len()],
                 stage_out: vec![0; chain.stages.len()],
                 ..Default::default()
             },
         }
+    }
+
+    /// Hands the rows leaving stage `stage` of `chain` (none: stop) to
+    /// [`Emit::tap`] from the next batch on.
+    pub fn set_tap(&mut self, chain: &Chain, stage: Option<usize>) {
+        self.tap = stage
+            .and_then(|k| chain.taps.get(k))
+            .map(|t| (t.seg, t.step));
     }
 
     /// Takes over from `old`, the working memory of the previous
@@ -368,7 +397,7 @@ impl Exec {
         // `all` until the first stage that narrows the selection.
         let mut all = true;
         let mut window_next = None;
-        for step in &seg.steps {
+        for (si, step) in seg.steps.iter().enumerate() {
             let se = &mut self.segs[k];
             let sel_len = if all { n } else { se.sel.len() };
             self.counters.stage_in[step.stage] += sel_len as u64;
@@ -595,6 +624,16 @@ impl Exec {
             let se = &self.segs[k];
             let after = if all { n } else { se.sel.len() };
             self.counters.stage_out[step.stage] += after as u64;
+            if self.tap == Some((k, si)) && after > 0 {
+                let rows = Rows {
+                    batch,
+                    temps: &se.temps,
+                    n_inputs: seg.n_inputs,
+                    sel: if all { Sel::All(n) } else { Sel::Idx(&se.sel) },
+                    symbols,
+                };
+                out.tap(&chain.taps[step.stage].spec, &rows);
+            }
         }
         if let Some(next) = window_next {
             self.close_windows(chain, k, next, CloseMode::Watermark, symbols, now_ns, out);

@@ -474,6 +474,18 @@ impl Segment {
 pub struct Chain {
     pub segments: Vec<Segment>,
     pub stages: Vec<StagePlan>,
+    /// Per stage: where its output is complete, for `tap`.
+    pub taps: Vec<TapPoint>,
+}
+
+/// The step after which a stage's output rows and registers are complete
+/// (its last step), and their layout.
+#[derive(Clone, Debug)]
+pub struct TapPoint {
+    pub seg: usize,
+    pub step: usize,
+    /// The stage's output fields (`sink` is unused).
+    pub spec: EmitSpec,
 }
 
 impl Chain {

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::generation::{PublishError, Publisher, Reader};
 use crate::pipeline::{PipelineError, Plan};
 use crate::sink::Lifecycle;
+use crate::sink::tap::{TapCtl, TapRx, TapWant};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -192,6 +193,9 @@ pub struct Appliance {
     /// included.
     published_ns: u64,
     started: Instant,
+    tap_ctl: Arc<TapCtl>,
+    /// Each shard's tap ring, read by the control thread.
+    taps: Vec<TapRx>,
 }
 
 fn unsupported(cfg: &Config) -> Option<String> {
@@ -344,7 +348,11 @@ impl Appliance {
         let mut per_shard = per_shard.into_iter();
         let (ready_tx, ready_rx) =
             crossbeam::channel::bounded::<Result<(), worker::WorkerError>>(shards);
+        let tap_ctl = Arc::new(TapCtl::default());
+        let mut taps = Vec::with_capacity(shards);
         for k in 0..shards {
+            let (tap_port, tap_rx) = crate::sink::tap::channel(k as u16, rt.batch_max);
+            taps.push(tap_rx);
             let wake = crate::sys::eventfd().map_err(|e| {
                 StartError::Worker(worker::WorkerError {
                     shard: k,
@@ -387,6 +395,8 @@ impl Appliance {
                 max_symbols: rt.max_symbols,
                 recv_buffers: rt.recv_buffers,
                 recv_buffer_size: rt.recv_buffer_size,
+                tap: tap_port,
+                tap_ctl: tap_ctl.clone(),
             };
             wake_fds.push(wake);
             let ready = ready_tx.clone();
@@ -432,6 +442,8 @@ impl Appliance {
             addrs,
             _claims: claims,
             next_generation: first + 1,
+            tap_ctl,
+            taps,
             published_ns: crate::sys::mono_ns(),
             started: Instant::now(),
         };
@@ -663,6 +675,19 @@ impl Appliance {
         s.clean = left.is_empty();
         s.left = left;
         s
+    }
+
+    /// Asks every shard to copy rows leaving a stage (`TapWant::OFF`:
+    /// stop). Shards follow from their next batch.
+    pub fn set_tap(&self, want: &TapWant) {
+        self.tap_ctl.set(want);
+    }
+
+    /// Hands every tapped batch waiting in the shards' tap rings to `f`.
+    pub fn drain_tap(&mut self, mut f: impl FnMut(&crate::sink::tap::TapBatch)) {
+        for t in &mut self.taps {
+            t.drain(&mut f);
+        }
     }
 
     /// Counts so far.

@@ -21,6 +21,7 @@ use crate::metrics::{ShardMetrics, SourceCounters};
 use crate::pipeline::exec::Exec;
 use crate::pipeline::generation::Reader;
 use crate::pipeline::program::Chain;
+use crate::sink::tap::{TapCtl, TapPort};
 use crate::sink::{Emitter, Lifecycle, SinkPort};
 use io_uring::cqueue;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -107,6 +108,8 @@ pub struct WorkerSetup {
     pub max_symbols: u32,
     pub recv_buffers: u32,
     pub recv_buffer_size: u32,
+    pub tap: TapPort,
+    pub tap_ctl: Arc<TapCtl>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +168,11 @@ struct Engine {
     metrics: Arc<crate::metrics::Metrics>,
     life: Arc<Lifecycle>,
     last_sample_ns: u64,
+    tap: TapPort,
+    tap_ctl: Arc<TapCtl>,
+    /// The tap request the current generation's execs follow; `u64::MAX`
+    /// after a switch (the new execs start untapped).
+    tap_seq: u64,
 }
 
 impl Engine {
@@ -202,6 +210,7 @@ impl Engine {
             ports,
             metrics,
             life,
+            tap,
             ..
         } = self;
         let m = &metrics.shards[*shard];
@@ -230,11 +239,53 @@ impl Engine {
                     m.states_carried.add(moved as u64);
                 }
             }
-            flush_execs(old, os, *shard, ports, symbols, m, life, now_ns, None);
+            flush_execs(
+                old,
+                os,
+                *shard,
+                ports,
+                symbols,
+                m,
+                life,
+                now_ns,
+                None,
+                Some(&mut *tap),
+            );
         });
         let id = reader.current().id;
         m.generation.set(id);
         m.generation_switches.add(1);
+        self.tap_seq = u64::MAX;
+    }
+
+    /// Follows the tap request: the named stage of each chain of the
+    /// current generation (none where a chain has no such stage).
+    #[cold]
+    #[inline(never)]
+    fn retap(&mut self) {
+        let Some((seq, want)) = self.tap_ctl.read() else {
+            return; // being written: next batch
+        };
+        self.tap_seq = seq;
+        self.tap.want = want;
+        let (node, state) = self.reader.parts();
+        let Some(state) = state else {
+            return;
+        };
+        for (s, exec) in state.execs.iter_mut().enumerate() {
+            let (Some(exec), Some(chain)) = (exec.as_mut(), node.value.chains[s].as_deref()) else {
+                continue;
+            };
+            let k = (!want.stage().is_empty())
+                .then(|| {
+                    chain
+                        .stages
+                        .iter()
+                        .position(|st| st.name.as_bytes() == want.stage())
+                })
+                .flatten();
+            exec.set_tap(chain, k);
+        }
     }
 
     /// Runs the chain on schema `s`'s batch, if it holds records.
@@ -287,6 +338,9 @@ impl Engine {
     /// empties it.
     #[inline]
     fn run(&mut self, s: usize, now_ns: u64) {
+        if self.tap_ctl.seq() != self.tap_seq {
+            self.retap();
+        }
         let batch = self.batches[s].as_mut().expect("checked by flush");
         let (node, state) = self.reader.parts();
         if let (Some(at), Some(ts)) = (node.switch_at, self.schemas[s].ts_index) {
@@ -306,11 +360,16 @@ impl Engine {
             ingest_ns: batch.ingest_ns,
             counters: &m.sinks,
             life: &self.life,
+            tap: Some(&mut self.tap),
+            now_ns,
         };
         let st = exec.run(chain, batch, &mut self.symbols, now_ns as i64, &mut em);
         m.batches.add(1);
         m.chain_in.add(batch.len() as u64);
         add_stats(m, &st);
+        if self.tap.dropped != m.tap_dropped.get() {
+            m.tap_dropped.set(self.tap.dropped);
+        }
         batch.clear();
     }
 
@@ -333,6 +392,7 @@ impl Engine {
             &self.life,
             now_ns,
             idle,
+            Some(&mut self.tap),
         );
     }
 }
@@ -351,6 +411,7 @@ fn flush_execs(
     life: &Lifecycle,
     now_ns: u64,
     idle: Option<u64>,
+    mut tap: Option<&mut TapPort>,
 ) {
     for (s, exec) in state.execs.iter_mut().enumerate() {
         let (Some(exec), Some(chain)) = (exec.as_mut(), node.value.chains[s].as_deref()) else {
@@ -366,6 +427,8 @@ fn flush_execs(
             ingest_ns: now_ns,
             counters: &m.sinks,
             life,
+            tap: tap.as_deref_mut(),
+            now_ns,
         };
         let st = exec.flush_windows(chain, symbols, now_ns as i64, idle, &mut em);
         add_stats(m, &st);
@@ -608,6 +671,9 @@ impl Worker {
                 metrics: setup.metrics,
                 life: setup.life,
                 last_sample_ns: 0,
+                tap: setup.tap,
+                tap_ctl: setup.tap_ctl,
+                tap_seq: u64::MAX,
             },
             wake_fd: setup.wake_fd,
             idle: setup.idle,
@@ -687,6 +753,10 @@ impl Worker {
                     Idle::Park => true,
                     Idle::Adaptive => crate::sys::mono_ns() - last_work > 50_000,
                 };
+            if park {
+                // Nothing is coming soon: tapped rows go out now.
+                self.eng.tap.flush();
+            }
             self.ring.enter(park).map_err(|e| WorkerError {
                 shard: self.eng.shard,
                 msg: format!("io_uring_enter failed: {e}"),
@@ -710,10 +780,12 @@ impl Worker {
             }
             self.rearm();
             self.eng.flush_all(crate::sys::now_ns());
+            self.eng.tap.flush_due(last_work);
         }
         self.eng.flush_all(crate::sys::now_ns());
         // Stopping closes every window: what they hold reaches the sinks.
         self.eng.flush_windows(crate::sys::now_ns(), None);
+        self.eng.tap.flush();
         Ok(())
     }
 

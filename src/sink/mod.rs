@@ -12,6 +12,7 @@
 
 pub mod json;
 pub mod row;
+pub mod tap;
 
 use crate::config::{OnFull, SinkDef, SinkKind};
 use crate::journal::writer::PartitionWriter;
@@ -287,9 +288,19 @@ pub struct Emitter<'a> {
     pub ingest_ns: u64,
     pub counters: &'a [SinkShardCounters],
     pub life: &'a Lifecycle,
+    pub tap: Option<&'a mut tap::TapPort>,
+    /// Wall-clock ns of this batch (the tap's interval clock).
+    pub now_ns: u64,
 }
 
 impl Emit for Emitter<'_> {
+    #[inline]
+    fn tap(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
+        if let Some(t) = self.tap.as_deref_mut() {
+            t.copy(spec, rows, self.generation, self.now_ns);
+        }
+    }
+
     #[inline]
     fn emit(&mut self, spec: &EmitSpec, rows: &Rows<'_>) {
         self.ports[spec.sink].send(

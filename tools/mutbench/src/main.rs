@@ -84,6 +84,21 @@ enum Cmd {
     /// the real control path, and the load's records/s with and without
     /// the changes.
     Acks(acks::Args),
+    /// The cost of a `tap` nobody reads: W4 records/s with a tap armed on
+    /// stage `hot` (its buffers fill, then every tapped batch is dropped
+    /// and counted) against W4 without, runs alternating, in one process.
+    Tap {
+        /// Records per run.
+        #[arg(long, default_value_t = 100_000_000)]
+        records: u64,
+        /// Runs of each kind; medians are compared.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        conns: usize,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
     /// Run workloads in-process and print a Markdown table.
     Run {
         #[arg(long, value_enum, num_args = 1.., default_values = ["w1", "w2", "w4"])]
@@ -338,10 +353,17 @@ fn run_once(
     unique: u64,
     sink: SinkChoice,
     journal_dir: &std::path::Path,
+    tap: Option<&str>,
 ) -> anyhow::Result<RunResult> {
     let text = config(w) + &sinks(sink, journal_dir);
     let cfg = Config::parse(&text, "mutbench", std::path::Path::new("."))?;
     let app = Appliance::start(cfg)?;
+    if let Some(stage) = tap {
+        // Armed and never read: what an abandoned `mutstream tap` costs.
+        let want = mutstream::sink::tap::TapWant::new(stage, 100, 500_000_000)
+            .context("stage name too long")?;
+        app.set_tap(&want);
+    }
     let addr = app.local_addr("in").context("bound")?;
     let m = app.metrics().clone();
     // Worker ids are published before start returns; blackhole sinks
@@ -408,6 +430,65 @@ fn run_once(
         cpu_secs: cpu1 - cpu0,
         bytes,
     })
+}
+
+/// `mutbench tap`: W4 without and with an unread tap, alternating.
+fn tap_cmd(
+    records: u64,
+    runs: usize,
+    conns: usize,
+    json: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let w = Workload::W4;
+    let unique = (records / conns as u64).clamp(1, 1_000_000);
+    let blocks: Vec<Vec<u8>> = (0..conns).map(|c| block(w, 1, c as u64, unique)).collect();
+    let dir = std::env::temp_dir();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        for (tap, v) in [(None, &mut off), (Some("hot"), &mut on)] {
+            let res = run_once(
+                w,
+                records,
+                conns,
+                &blocks,
+                unique,
+                SinkChoice::Blackhole,
+                &dir,
+                tap,
+            )?;
+            let rps = res.records as f64 / res.secs;
+            eprintln!(
+                "run {} {}: {:.2} M rec/s",
+                r + 1,
+                if tap.is_some() {
+                    "tap armed, unread"
+                } else {
+                    "no tap"
+                },
+                rps / 1e6
+            );
+            v.push(rps);
+        }
+    }
+    let (a, b) = (median(&mut off), median(&mut on));
+    println!(
+        "| W4, {records} records, {runs} runs each | median rec/s |\n|---|---|\n| no tap | {:.2} M |\n| tap on `hot`, nobody reading | {:.2} M |\n| cost | {:+.2} % |",
+        a / 1e6,
+        b / 1e6,
+        (a - b) / a * 100.0
+    );
+    if let Some(p) = json {
+        std::fs::write(
+            p,
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "workload": "W4", "records": records, "runs": runs,
+                "no_tap": off, "tap_unread": on,
+                "median_no_tap": a, "median_tap_unread": b,
+                "cost_percent": (a - b) / a * 100.0,
+            }))?,
+        )?;
+    }
+    Ok(())
 }
 
 mod acks;
@@ -828,6 +909,12 @@ fn main() -> anyhow::Result<()> {
             runs,
             json,
         } => udp_cmd(datagrams, runs, json)?,
+        Cmd::Tap {
+            records,
+            runs,
+            conns,
+            json,
+        } => tap_cmd(records, runs, conns, json)?,
         Cmd::Send {
             addr,
             workload,
@@ -946,7 +1033,7 @@ fn main() -> anyhow::Result<()> {
                     (0..conns).map(|c| block(w, 1, c as u64, unique)).collect();
                 let (mut rate, mut per_cpu, mut gbs) = (Vec::new(), Vec::new(), Vec::new());
                 for r in 0..runs {
-                    let res = run_once(w, n, conns, &blocks, unique, sink, &jdir);
+                    let res = run_once(w, n, conns, &blocks, unique, sink, &jdir, None);
                     let _ = std::fs::remove_dir_all(&jdir);
                     let res = res?;
                     let rps = res.records as f64 / res.secs;
