@@ -119,11 +119,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: ReadFormat,
     },
-    /// Live terminal view.
-    Top {
-        #[arg(num_args = 0.., allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Live terminal view of a running appliance.
+    Top(mutstream::control::top::TopArgs),
     /// Live records leaving a stage, as JSON lines.
     Tap(mutstream::control::client::TapArgs),
 }
@@ -195,7 +192,7 @@ fn main() -> ExitCode {
             merge,
             format,
         } => read_cmd(dir, follow, from, since, merge, format),
-        Command::Top { .. } => not_yet("top"),
+        Command::Top(args) => Ok(mutstream::control::top::main(args)),
         Command::Tap(args) => Ok(mutstream::control::client::tap_main(args)),
     };
     match r {
@@ -392,11 +389,6 @@ fn read_cmd(
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("read: {e}")),
     }
-}
-
-fn not_yet(cmd: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("mutstream: `mutstream {cmd}` is not yet supported in this version");
-    Ok(ExitCode::from(1))
 }
 
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {

@@ -1129,6 +1129,15 @@ impl Controller {
         let names = crate::metrics::prom::Names {
             sources: cfg.sources.iter().map(|s| s.name.as_str()).collect(),
             sinks: cfg.sinks.iter().map(|s| s.name.as_str()).collect(),
+            stages: self
+                .plan
+                .chains
+                .iter()
+                .flatten()
+                .next()
+                .map(|c| c.stages.iter().map(|s| s.name.as_str()).collect())
+                .unwrap_or_default(),
+            generation: self.app.generation(),
         };
         let mut f = self.figures.clone();
         f.generation = self.app.generation();
@@ -1175,8 +1184,63 @@ impl Controller {
                 })
             })
             .collect();
+        // Per stage of the latest generation, over the shards running it.
+        let cur = app.generation();
+        let counted: Vec<usize> = (0..m.shards.len())
+            .filter(|&k| m.shards[k].generation.get() == cur)
+            .collect();
+        let stages: Vec<Value> = self
+            .plan
+            .chains
+            .iter()
+            .flatten()
+            .next()
+            .map(|c| {
+                c.stages
+                    .iter()
+                    .enumerate()
+                    .take(crate::metrics::STAGES_MAX)
+                    .map(|(i, st)| {
+                        let sum = |f: &dyn Fn(&crate::metrics::StageCounters) -> u64| -> u64 {
+                            counted.iter().map(|&k| f(&m.shards[k].stages[i])).sum()
+                        };
+                        json!({
+                            "name": st.name,
+                            "op": st.word,
+                            "in": sum(&|c| c.records_in.get()),
+                            "out": sum(&|c| c.records_out.get()),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let summary = app.summary();
+        let sinks: Vec<Value> = summary
+            .sinks
+            .iter()
+            .map(|k| {
+                json!({
+                    "name": k.name,
+                    "records": k.emitted,
+                    "dropped": k.dropped_full + k.dropped_error + k.dropped_shutdown,
+                })
+            })
+            .collect();
         json!({
             "generation": app.generation(),
+            "uptime_s": summary.elapsed.as_secs_f64(),
+            "pipeline_in": summary.chain_in,
+            "filtered": summary.filtered,
+            "windowed": summary.windowed,
+            "stages": stages,
+            "stages_shards": counted.len(),
+            "sinks": sinks,
+            "mutations": {
+                "applied": self.figures.applied,
+                "rejected": self.figures.rejected,
+                "ack_p50_ns": self.figures.ack_quantile_ns(0.5),
+                "ack_p99_ns": self.figures.ack_quantile_ns(0.99),
+            },
             "shards": acks.iter().zip(app.seen()).enumerate().map(|(i, (g, seen))| {
                 let sm = &m.shards[i];
                 let mut o = json!({

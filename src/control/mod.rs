@@ -9,5 +9,7 @@ pub mod engine;
 #[cfg(not(loom))]
 pub mod http;
 pub mod tap;
+#[cfg(not(loom))]
+pub mod top;
 
 pub use engine::{Controller, Op, Reply, Request, Startup};

@@ -15,6 +15,7 @@ pub mod tail;
 use crate::config::Config;
 use crate::control::engine::{Controller, Op, Reply, Request};
 use crate::control::http::Server;
+use crate::metrics::thousands;
 use hdrhistogram::Histogram;
 use load::{LoadSpec, Sent};
 use std::fmt::Write as _;
@@ -286,19 +287,6 @@ fn received(app: &crate::runtime::Appliance, k: u64) -> u64 {
             })
             .sum()
     })
-}
-
-/// `1,234,567`.
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A latency in ns as µs with a sensible precision.

@@ -103,6 +103,29 @@ pub struct SinkShardCounters {
     pub sync_errors: Counter,
 }
 
+/// `1234567` as `1,234,567`, for people reading figures.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Stages counted per shard; later stages of a longer pipeline are not.
+pub const STAGES_MAX: usize = 64;
+
+/// Records into and onward out of one stage (see [`ShardMetrics::stages`]).
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    pub records_in: Counter,
+    pub records_out: Counter,
+}
+
 /// Everything one shard writes.
 #[derive(Debug)]
 pub struct ShardMetrics {
@@ -134,6 +157,11 @@ pub struct ShardMetrics {
     pub late_for_switch: Counter,
     /// Tapped rows the tap ring had no room for (nobody reading).
     pub tap_dropped: Counter,
+    /// Per stage of the generation this shard runs (`generation`), by
+    /// position: records in and onward out since the stage of that name
+    /// first appeared (a stage kept by name across a mutation keeps
+    /// counting; a new one starts at 0).
+    pub stages: Box<[StageCounters]>,
     /// Kernel thread id of the worker (0 before it starts).
     pub tid: AtomicI32,
     pub samples: Samples,
@@ -158,6 +186,7 @@ impl ShardMetrics {
             late_for_switch: Counter::new(),
             switched_ns: Counter::new(),
             tap_dropped: Counter::new(),
+            stages: (0..STAGES_MAX).map(|_| StageCounters::default()).collect(),
             tid: AtomicI32::new(0),
             samples: Samples::default(),
         }

@@ -27,6 +27,8 @@ pub struct ControlFigures {
     /// histogram over [`ACK_BUCKETS`] (the last slot is `+Inf`).
     pub ack_buckets: Vec<u64>,
     pub ack_sum_seconds: f64,
+    /// The same times at full resolution (ns), for `status` and `top`.
+    pub acks_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// Upper bounds (seconds) of the acknowledgement histogram's buckets.
@@ -35,8 +37,22 @@ pub const ACK_BUCKETS: [f64; 10] = [
 ];
 
 impl ControlFigures {
+    /// The `q` quantile of acknowledgement times so far (ns).
+    pub fn ack_quantile_ns(&self, q: f64) -> Option<u64> {
+        self.acks_ns
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(q))
+    }
+
     /// Records one acknowledgement time.
     pub fn observe_ack(&mut self, seconds: f64) {
+        self.acks_ns
+            .get_or_insert_with(|| {
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                    .expect("valid bounds")
+            })
+            .saturating_record((seconds * 1e9) as u64);
         if self.ack_buckets.len() != ACK_BUCKETS.len() + 1 {
             self.ack_buckets = vec![0; ACK_BUCKETS.len() + 1];
         }
@@ -89,6 +105,11 @@ impl<'a> Family<'a> {
 pub struct Names<'a> {
     pub sources: Vec<&'a str>,
     pub sinks: Vec<&'a str>,
+    /// The stages of the latest generation, in order, and that
+    /// generation: shards still running another are left out of the
+    /// stage families until they switch.
+    pub stages: Vec<&'a str>,
+    pub generation: u64,
 }
 
 /// A per-(shard, source) counter family.
@@ -273,6 +294,35 @@ pub fn render(m: &Metrics, names: &Names<'_>, acks: &[u64], c: &ControlFigures) 
                         sh.sources[i].rejects[r.index()].get(),
                     );
                 }
+            }
+        }
+    }
+    for (name, help, out) in [
+        (
+            "mutstream_stage_records_in_total",
+            "Records into a stage (counting on across mutations that keep its name).",
+            false,
+        ),
+        (
+            "mutstream_stage_records_out_total",
+            "Records a stage passed on (not filtered, not routed, not windowed).",
+            true,
+        ),
+    ] {
+        let mut fam = Family::new(&mut o, name, "counter", help);
+        for (k, sh) in m.shards.iter().enumerate() {
+            if sh.generation.get() != names.generation {
+                continue;
+            }
+            let shard = k.to_string();
+            for (i, st) in names.stages.iter().enumerate().take(sh.stages.len()) {
+                let c = &sh.stages[i];
+                let v = if out {
+                    c.records_out.get()
+                } else {
+                    c.records_in.get()
+                };
+                fam.sample(name, &[("stage", st), ("shard", &shard)], v);
             }
         }
     }
@@ -468,6 +518,8 @@ mod tests {
         let names = Names {
             sources: vec!["in \"x\""],
             sinks: vec!["out"],
+            stages: vec!["hot", "s2"],
+            generation: 0,
         };
         let mut c = ControlFigures::default();
         c.observe_ack(0.00003);

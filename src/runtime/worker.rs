@@ -173,6 +173,9 @@ struct Engine {
     /// The tap request the current generation's execs follow; `u64::MAX`
     /// after a switch (the new execs start untapped).
     tap_seq: u64,
+    /// Per stage of the current generation: what the stage of the same
+    /// name counted in earlier generations (in, out).
+    stage_base: Box<[(u64, u64)]>,
 }
 
 impl Engine {
@@ -211,6 +214,7 @@ impl Engine {
             metrics,
             life,
             tap,
+            stage_base,
             ..
         } = self;
         let m = &metrics.shards[*shard];
@@ -251,6 +255,7 @@ impl Engine {
                 None,
                 Some(&mut *tap),
             );
+            carry_stage_counts(old, os, new, stage_base, m);
         });
         let id = reader.current().id;
         m.generation.set(id);
@@ -349,7 +354,8 @@ impl Engine {
         let chain = node.value.chains[s]
             .as_deref()
             .expect("every source schema has a chain");
-        let exec = state.expect("a running shard holds working memory").execs[s]
+        let state = state.expect("a running shard holds working memory");
+        let exec = state.execs[s]
             .as_mut()
             .expect("working memory for every chain");
         let m = &self.metrics.shards[self.shard];
@@ -367,6 +373,7 @@ impl Engine {
         m.batches.add(1);
         m.chain_in.add(batch.len() as u64);
         add_stats(m, &st);
+        publish_stage_counts(state, &self.stage_base, m);
         if self.tap.dropped != m.tap_dropped.get() {
             m.tap_dropped.set(self.tap.dropped);
         }
@@ -394,6 +401,7 @@ impl Engine {
             idle,
             Some(&mut self.tap),
         );
+        publish_stage_counts(state, &self.stage_base, m);
     }
 }
 
@@ -444,6 +452,61 @@ fn late_for_switch(m: &ShardMetrics, batch: &Batch, ts: usize, at: i64) {
     let late = col[..batch.len()].iter().filter(|&&t| t < at).count();
     if late > 0 {
         m.late_for_switch.add(late as u64);
+    }
+}
+
+/// Publishes the per-stage counts of the generation being run: what
+/// earlier generations counted under the same stage names, plus this
+/// generation's counts over every chain.
+#[inline]
+fn publish_stage_counts(state: &ShardExec, base: &[(u64, u64)], m: &ShardMetrics) {
+    let n = state
+        .execs
+        .iter()
+        .flatten()
+        .map(|e| e.counters.stage_in.len())
+        .max()
+        .unwrap_or(0)
+        .min(m.stages.len());
+    for (i, (b_in, b_out)) in base.iter().enumerate().take(n) {
+        let (mut a, mut b) = (*b_in, *b_out);
+        for e in state.execs.iter().flatten() {
+            a += e.counters.stage_in.get(i).copied().unwrap_or(0);
+            b += e.counters.stage_out.get(i).copied().unwrap_or(0);
+        }
+        m.stages[i].records_in.set(a);
+        m.stages[i].records_out.set(b);
+    }
+}
+
+/// At a switch from `old` (run with `os`) to `new`: each stage of `new`
+/// starts from the total of the old stage of the same name, so a stage a
+/// mutation keeps keeps counting. Allocates nothing: the totals are
+/// published into the shard's own counters first, then read back.
+fn carry_stage_counts(
+    old: &crate::pipeline::generation::Node<GenValue, ShardExec>,
+    os: &ShardExec,
+    new: &crate::pipeline::generation::Node<GenValue, ShardExec>,
+    base: &mut [(u64, u64)],
+    m: &ShardMetrics,
+) {
+    publish_stage_counts(os, base, m);
+    let (Some(oc), Some(nc)) = (
+        old.value.chains.iter().flatten().next(),
+        new.value.chains.iter().flatten().next(),
+    ) else {
+        return;
+    };
+    let n_old = oc.stages.len().min(m.stages.len());
+    for (i, st) in nc.stages.iter().enumerate().take(base.len()) {
+        base[i] = match oc.stages[..n_old].iter().position(|o| o.name == st.name) {
+            Some(j) => (m.stages[j].records_in.get(), m.stages[j].records_out.get()),
+            None => (0, 0),
+        };
+    }
+    for (i, (a, b)) in base.iter().enumerate().take(nc.stages.len()) {
+        m.stages[i].records_in.set(*a);
+        m.stages[i].records_out.set(*b);
     }
 }
 
@@ -674,6 +737,7 @@ impl Worker {
                 tap: setup.tap,
                 tap_ctl: setup.tap_ctl,
                 tap_seq: u64::MAX,
+                stage_base: vec![(0, 0); crate::metrics::STAGES_MAX].into_boxed_slice(),
             },
             wake_fd: setup.wake_fd,
             idle: setup.idle,

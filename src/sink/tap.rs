@@ -277,7 +277,7 @@ impl TapPort {
         self.taken += want as u32;
     }
 
-    /// Hands the buffer being filled over if it has waited [`HOLD_NS`]
+    /// Hands the buffer being filled over if it has waited 1 ms
     /// (`now_ns`: CLOCK_MONOTONIC).
     #[inline]
     pub fn flush_due(&mut self, now_ns: u64) {

@@ -2,6 +2,8 @@
 //! read line by line, its admin and data addresses taken from the log.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use mutstream::control::client::Client;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,3 +1,5 @@
+//! Observing a running appliance: `tap`, per-stage counts, `top`.
+//!
 //! `mutstream tap STAGE` against a running appliance: with known input,
 //! the records printed are exactly the records leaving that stage (as a
 //! multiset, with the stage's computed fields), on 1 and 2 shards; a
@@ -172,6 +174,134 @@ fn tap_refuses_an_unknown_stage_and_an_unreachable_api() {
     app.stop();
     let out = Command::new(BIN)
         .args(["tap", "cheap", "--admin", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+/// `status` counts records into and out of each stage; a stage a mutation
+/// keeps by name keeps counting, a new one starts at 0.
+#[test]
+fn stage_counts_in_status_follow_stages_across_a_mutation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.toml"), config(2)).unwrap();
+    let app = App::start(dir.path(), &[]);
+    let client = app.client(None);
+    let send = || {
+        let mut socks: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(app.data).unwrap())
+            .collect();
+        for (i, chunk) in ticks().chunks(100).enumerate() {
+            let mut b = Vec::new();
+            for t in chunk {
+                t.encode(&mut b);
+            }
+            socks[i % 2].write_all(&b).unwrap();
+        }
+    };
+    let stages = |want_in: u64| -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, v) = client.call("GET", "/v1/status", None, &[]).unwrap();
+            if v["stages"][0]["in"] == want_in || Instant::now() > end {
+                return v["stages"].clone();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let pass = expected("cheap").len() as u64;
+    send();
+    let s = stages(N);
+    assert_eq!(s[0]["name"], "cheap");
+    assert_eq!(s[0]["op"], "filter");
+    assert_eq!(
+        (s[0]["in"].as_u64(), s[0]["out"].as_u64()),
+        (Some(N), Some(pass))
+    );
+    assert_eq!(
+        (s[1]["in"].as_u64(), s[1]["out"].as_u64()),
+        (Some(pass), Some(pass))
+    );
+    let (st, v) = client
+        .call(
+            "POST",
+            "/v1/pipeline",
+            Some(
+                b"cheap: filter price > 50.0\nextra: filter qty > 0\nvalue: eval notional = price * 2.0\n| to out\n"
+                    .to_vec(),
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(st, 200, "{v}");
+    send();
+    let s = stages(2 * N);
+    let by = |n: &str| {
+        s.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("cheap")["in"].as_u64(), Some(2 * N), "{s}");
+    assert_eq!(
+        by("extra")["in"].as_u64(),
+        Some(pass),
+        "a new stage starts at 0: {s}"
+    );
+    assert_eq!(by("value")["in"].as_u64(), Some(2 * pass), "{s}");
+    app.stop();
+}
+
+/// `top` draws under a pseudo-terminal (sources, stages with their
+/// counts, shards), refreshes, and quits on `q` with exit 0, leaving the
+/// terminal as it found it; an unreachable API is one line and exit 69.
+#[test]
+fn top_renders_on_a_terminal_and_quits_on_q() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.toml"), config(1)).unwrap();
+    let app = App::start(dir.path(), &[]);
+    let mut s = std::net::TcpStream::connect(app.data).unwrap();
+    let mut b = Vec::new();
+    for t in ticks() {
+        t.encode(&mut b);
+    }
+    s.write_all(&b).unwrap();
+    let admin = app.admin.to_string();
+    let mut p = process::pty::OnPty::spawn(
+        &["top", "--admin", &admin, "--interval", "200ms"],
+        dir.path(),
+    );
+    // The first picture, then refreshes (each draw ends by hiding the
+    // cursor; ratatui redraws only what changed).
+    p.until(Duration::from_secs(20), |t| {
+        t.contains("mutstream top") && t.contains("3,000") && t.matches("\x1b[?25l").count() >= 3
+    });
+    let t = p.text();
+    for want in [
+        "sources",
+        "cheap",
+        "filter",
+        "value",
+        "eval",
+        "shards",
+        "generation 1",
+    ] {
+        assert!(t.contains(want), "no {want:?} on the screen:\n{t}");
+    }
+    p.type_keys("q");
+    let (code, out) = p.finish(Duration::from_secs(10));
+    assert_eq!(code, 0, "{out}");
+    // The alternate screen was entered and left.
+    assert!(
+        out.contains("\x1b[?1049h") && out.contains("\x1b[?1049l"),
+        "{out:?}"
+    );
+    app.stop();
+    let out = Command::new(BIN)
+        .args(["top", "--admin", "127.0.0.1:1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
