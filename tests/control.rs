@@ -615,6 +615,25 @@ fn metrics_parse_and_count_what_was_sent() {
         Some(json!({"value": 12.0})),
     );
     assert_eq!(st, 200, "{v}");
+    // Latency histograms reach the control thread once a second.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = call(&c, "GET", "/v1/status", None);
+        let g1 = v["latency_by_generation"]
+            .as_array()
+            .and_then(|a| a.iter().find(|g| g["generation"] == 1).cloned());
+        if let Some(g1) = g1 {
+            assert_eq!(g1["pipeline"]["records"], 5, "{v}");
+            assert!(g1["pipeline"]["p50_us"].as_f64().unwrap() > 0.0, "{v}");
+            assert!(g1["kernel"].is_null(), "TCP has no kernel timestamps: {v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no latency for generation 1: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let (status, ctype, body) = scrape(&app.admin);
     assert!(status.contains(" 200 "), "{status}");
@@ -643,6 +662,12 @@ fn metrics_parse_and_count_what_was_sent() {
         1.0
     );
     assert_eq!(total(&s, "mutstream_mutation_ack_seconds", &[]), 1.0);
+    assert_eq!(total(&s, "mutstream_pipeline_latency_seconds", &[]), 5.0);
+    assert_eq!(total(&s, "mutstream_kernel_latency_seconds", &[]), 0.0);
+    let cap = total(&s, "mutstream_sink_ring_capacity_records", &[]);
+    assert!(cap >= 1024.0, "{cap}");
+    let in_ring = total(&s, "mutstream_sink_ring_records", &[("sink", "out")]);
+    assert!((0.0..=cap).contains(&in_ring), "{in_ring}");
     assert_eq!(
         total(
             &s,

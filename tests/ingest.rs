@@ -136,3 +136,30 @@ fn every_idle_mode_delivers() {
         verify_exact(wire, &h.path("out.jsonl"), 4, 25_000);
     }
 }
+
+/// Over UDP each datagram carries the kernel's receive time: every record
+/// gets a kernel → worker latency and a pipeline latency, handed to the
+/// control side once a second, under the generation that ran it.
+#[test]
+fn udp_records_carry_kernel_receive_times() {
+    let wire = Wire::BinaryDatagram;
+    let mut h = Harness::start(&wire.config(1, "to out", ""));
+    let n = 2_000;
+    send_udp(h.addr("in"), wire, 0, n, 10, 100_000);
+    h.wait_records(n, Duration::from_secs(30));
+    let (mut pipeline, mut kernel) = (0u64, 0u64);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while pipeline < n && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        h.app().drain_latency(|b| {
+            assert_eq!(b.generation, 1);
+            pipeline += b.pipeline.len();
+            kernel += b.kernel.len();
+            // Loopback: well under a second from the kernel to the worker.
+            assert!(b.kernel.max() < 1_000_000_000, "{}", b.kernel.max());
+        });
+    }
+    assert_eq!(pipeline, n);
+    assert_eq!(kernel, n, "every UDP record has a kernel receive time");
+    h.shutdown();
+}

@@ -251,6 +251,8 @@ pub struct Controller {
     /// The `tap` being read, if any, and the last session id given.
     tap: Option<super::tap::TapSession>,
     taps_started: u64,
+    /// Latency inside the appliance, per generation, merged from the shards.
+    latency: crate::metrics::latency::ByGeneration,
 }
 
 /// Hash of the config file and the pipeline and table files it names.
@@ -415,6 +417,7 @@ impl Controller {
             figures: Default::default(),
             tap: None,
             taps_started: 0,
+            latency: Default::default(),
         };
         if !matches!(c.started, Startup::Restored(_)) {
             // The files' definition is now the one a restart restores.
@@ -979,6 +982,8 @@ impl Controller {
     /// Housekeeping between requests: moves tapped records off the shards'
     /// rings and ends a tap nobody reads.
     pub fn tick(&mut self) {
+        let lat = &mut self.latency;
+        self.app.drain_latency(|b| lat.add(b));
         let Some(t) = self.tap.as_mut() else {
             return;
         };
@@ -1138,10 +1143,17 @@ impl Controller {
                 .map(|c| c.stages.iter().map(|s| s.name.as_str()).collect())
                 .unwrap_or_default(),
             generation: self.app.generation(),
+            ring_capacity: cfg.runtime.ring_capacity,
         };
         let mut f = self.figures.clone();
         f.generation = self.app.generation();
-        crate::metrics::prom::render(self.app.metrics(), &names, &self.app.acks(), &f)
+        crate::metrics::prom::render(
+            self.app.metrics(),
+            &names,
+            &self.app.acks(),
+            &f,
+            Some(&self.latency),
+        )
     }
 
     /// `GET /v1/status`.
@@ -1226,9 +1238,20 @@ impl Controller {
                 })
             })
             .collect();
+        let latency_of = |g: u64| {
+            self.latency.gens.get(&g).map_or(json!(null), |(p, k)| {
+                json!({
+                    "generation": g,
+                    "pipeline": crate::metrics::latency::summary_json(p),
+                    "kernel": crate::metrics::latency::summary_json(k),
+                })
+            })
+        };
         json!({
             "generation": app.generation(),
             "uptime_s": summary.elapsed.as_secs_f64(),
+            "latency": latency_of(cur),
+            "latency_by_generation": self.latency.gens.keys().rev().take(10).map(|&g| latency_of(g)).collect::<Vec<_>>(),
             "pipeline_in": summary.chain_in,
             "filtered": summary.filtered,
             "windowed": summary.windowed,

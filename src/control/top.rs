@@ -163,7 +163,7 @@ fn draw(
     let sinks = v["sinks"].as_array().cloned().unwrap_or_default();
     let shards = v["shards"].as_array().cloned().unwrap_or_default();
     let [head, src_area, stage_area, sink_area, shard_area, _, foot] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Length(sources.len() as u16 + 3),
         Constraint::Length(stages.len() as u16 + 3),
         Constraint::Length(sinks.len() as u16 + 3),
@@ -188,6 +188,24 @@ fn draw(
             us(m["ack_p50_ns"].as_u64()),
             us(m["ack_p99_ns"].as_u64())
         )),
+        {
+            let l = &v["latency"];
+            let p = |k: &str, q: &str| {
+                l[k][q]
+                    .as_f64()
+                    .map_or("-".to_string(), |x| format!("{x:.1}"))
+            };
+            Line::from(format!(
+                "latency, generation {} (µs): read→sinks p50 {} p99 {} p99.9 {} max {} · kernel→read p50 {} p99 {}",
+                l["generation"],
+                p("pipeline", "p50_us"),
+                p("pipeline", "p99_us"),
+                p("pipeline", "p999_us"),
+                p("pipeline", "max_us"),
+                p("kernel", "p50_us"),
+                p("kernel", "p99_us"),
+            ))
+        },
         match error {
             Some(e) => Line::from(format!("admin API: {e} (showing the last answer)")).red(),
             None => Line::from(format!(
@@ -364,17 +382,23 @@ mod tests {
 
     #[test]
     fn draws_rates_stages_sinks_and_shards() {
-        let s = screen(100, 34, None);
+        let s = screen(120, 34, None);
+        let (_, b) = samples();
+        let g = &b.v["generation"];
         for want in [
-            "generation 5",
-            "4 applied, 0 refused",
-            "ticks-udp",
-            "hot              filter",
-            "stages of generation 5",
-            "journal",
-            "q quits",
+            format!("generation {g} · pipeline <embedded>"),
+            format!("{} applied, 0 refused", b.v["mutations"]["applied"]),
+            format!(
+                "latency, generation {g} (µs): read→sinks p50 {:.1}",
+                b.v["latency"]["pipeline"]["p50_us"].as_f64().unwrap()
+            ),
+            "ticks-udp".into(),
+            "hot              filter".into(),
+            format!("stages of generation {g}"),
+            "journal".into(),
+            "q quits".into(),
         ] {
-            assert!(s.contains(want), "no {want:?} in:\n{s}");
+            assert!(s.contains(&want), "no {want:?} in:\n{s}");
         }
         // A rate from the two samples: hot's records in over one second.
         let (a, b) = samples();
@@ -387,7 +411,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_api_keeps_the_last_picture_and_says_so() {
-        let s = screen(100, 34, Some("cannot reach the admin API"));
+        let s = screen(120, 34, Some("cannot reach the admin API"));
         assert!(s.contains("admin API: cannot reach the admin API (showing the last answer)"));
         assert!(s.contains("ticks-udp"));
     }

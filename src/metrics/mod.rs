@@ -7,6 +7,7 @@
 //! Groups written by different threads sit on separate cache lines.
 
 pub mod hgrm;
+pub mod latency;
 pub mod prom;
 
 use crate::codec::Reason;
@@ -91,6 +92,11 @@ pub struct SinkShardCounters {
     pub dropped_shutdown: Counter,
     /// Time spent waiting for ring space (`on_full = "block"`).
     pub blocked_ns: Counter,
+    /// Gauge: records handed to the sink thread and not yet given back,
+    /// as of the last batch sent (at most `ring_capacity`; the shard takes
+    /// finished batches back when it runs short, so this is an upper
+    /// bound of what the ring holds, exact while the sink is behind).
+    pub ring_records: Counter,
     /// Journal: frames and bytes appended, segments rolled.
     pub journal_frames: Counter,
     pub journal_bytes: Counter,

@@ -31,6 +31,12 @@ pub struct ControlFigures {
     pub acks_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.000001, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01,
+    0.1,
+];
+
 /// Upper bounds (seconds) of the acknowledgement histogram's buckets.
 pub const ACK_BUCKETS: [f64; 10] = [
     0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.1, 1.0,
@@ -110,6 +116,7 @@ pub struct Names<'a> {
     /// stage families until they switch.
     pub stages: Vec<&'a str>,
     pub generation: u64,
+    pub ring_capacity: usize,
 }
 
 /// A per-(shard, source) counter family.
@@ -256,7 +263,13 @@ const SHARD_COUNTERS: &[(&str, &str, fn(&ShardMetrics) -> u64)] = &[
 ];
 
 /// The whole exposition. `acks[k]` is the generation shard `k` runs.
-pub fn render(m: &Metrics, names: &Names<'_>, acks: &[u64], c: &ControlFigures) -> String {
+pub fn render(
+    m: &Metrics,
+    names: &Names<'_>,
+    acks: &[u64],
+    c: &ControlFigures,
+    latency: Option<&super::latency::ByGeneration>,
+) -> String {
     let mut o = String::with_capacity(16 * 1024);
     Family::new(
         &mut o,
@@ -369,6 +382,36 @@ pub fn render(m: &Metrics, names: &Names<'_>, acks: &[u64], c: &ControlFigures) 
         "Time a shard waited for room in a sink (on_full = \"block\").",
         |s| format!("{}", s.blocked_ns.get() as f64 / 1e9),
     );
+    {
+        let name = "mutstream_sink_ring_records";
+        let mut fam = Family::new(
+            &mut o,
+            name,
+            "gauge",
+            "Records in a shard's ring to a sink thread, not yet given back (journal, blackhole: none).",
+        );
+        for (k, sh) in m.shards.iter().enumerate() {
+            let shard = k.to_string();
+            for (i, sink) in names.sinks.iter().enumerate() {
+                fam.sample(
+                    name,
+                    &[("sink", sink), ("shard", &shard)],
+                    sh.sinks[i].ring_records.get(),
+                );
+            }
+        }
+    }
+    Family::new(
+        &mut o,
+        "mutstream_sink_ring_capacity_records",
+        "gauge",
+        "The records a shard's ring to a sink may hold ([runtime] ring_capacity).",
+    )
+    .sample(
+        "mutstream_sink_ring_capacity_records",
+        &[],
+        names.ring_capacity,
+    );
     per_sink(
         &mut o,
         m,
@@ -446,6 +489,30 @@ pub fn render(m: &Metrics, names: &Names<'_>, acks: &[u64], c: &ControlFigures) 
         fam.sample("mutstream_mutation_ack_seconds_count", &[], count);
     }
     process(&mut o);
+    if let Some(l) = latency {
+        for (name, help, h) in [
+            (
+                "mutstream_pipeline_latency_seconds",
+                "From a batch's first byte read off its socket to its records handed to the sinks (a journal's committed), per record.",
+                &l.all_pipeline,
+            ),
+            (
+                "mutstream_kernel_latency_seconds",
+                "UDP: from the kernel's receive timestamp of a datagram to the worker reading it, per record.",
+                &l.all_kernel,
+            ),
+        ] {
+            let mut fam = Family::new(&mut o, name, "histogram", help);
+            let bucket = format!("{name}_bucket");
+            for le in LATENCY_BUCKETS {
+                let n = h.count_between(0, (le * 1e9) as u64);
+                fam.sample(&bucket, &[("le", &le.to_string())], n);
+            }
+            fam.sample(&bucket, &[("le", "+Inf")], h.len());
+            fam.sample(&format!("{name}_sum"), &[], h.mean() * h.len() as f64 / 1e9);
+            fam.sample(&format!("{name}_count"), &[], h.len());
+        }
+    }
     o
 }
 
@@ -520,11 +587,18 @@ mod tests {
             sinks: vec!["out"],
             stages: vec!["hot", "s2"],
             generation: 0,
+            ring_capacity: 65_536,
         };
         let mut c = ControlFigures::default();
         c.observe_ack(0.00003);
         c.observe_ack(0.002);
-        let text = render(&m, &names, &[1, 1], &c);
+        let text = render(
+            &m,
+            &names,
+            &[1, 1],
+            &c,
+            Some(&super::super::latency::ByGeneration::default()),
+        );
         let mut seen = std::collections::HashSet::new();
         let mut current = String::new();
         for l in text.lines() {

@@ -196,6 +196,8 @@ pub struct Appliance {
     tap_ctl: Arc<TapCtl>,
     /// Each shard's tap ring, read by the control thread.
     taps: Vec<TapRx>,
+    /// Each shard's latency histograms, read by the control thread.
+    lats: Vec<crate::metrics::latency::LatencyRx>,
 }
 
 fn unsupported(cfg: &Config) -> Option<String> {
@@ -350,9 +352,12 @@ impl Appliance {
             crossbeam::channel::bounded::<Result<(), worker::WorkerError>>(shards);
         let tap_ctl = Arc::new(TapCtl::default());
         let mut taps = Vec::with_capacity(shards);
+        let mut lats = Vec::with_capacity(shards);
         for k in 0..shards {
             let (tap_port, tap_rx) = crate::sink::tap::channel(k as u16, rt.batch_max);
             taps.push(tap_rx);
+            let (lat_port, lat_rx) = crate::metrics::latency::channel(k as u16);
+            lats.push(lat_rx);
             let wake = crate::sys::eventfd().map_err(|e| {
                 StartError::Worker(worker::WorkerError {
                     shard: k,
@@ -397,6 +402,7 @@ impl Appliance {
                 recv_buffer_size: rt.recv_buffer_size,
                 tap: tap_port,
                 tap_ctl: tap_ctl.clone(),
+                lat: lat_port,
             };
             wake_fds.push(wake);
             let ready = ready_tx.clone();
@@ -444,6 +450,7 @@ impl Appliance {
             next_generation: first + 1,
             tap_ctl,
             taps,
+            lats,
             published_ns: crate::sys::mono_ns(),
             started: Instant::now(),
         };
@@ -687,6 +694,13 @@ impl Appliance {
     pub fn drain_tap(&mut self, mut f: impl FnMut(&crate::sink::tap::TapBatch)) {
         for t in &mut self.taps {
             t.drain(&mut f);
+        }
+    }
+
+    /// Hands every latency batch the shards have handed over to `f`.
+    pub fn drain_latency(&mut self, mut f: impl FnMut(&crate::metrics::latency::LatencyBatch)) {
+        for l in &mut self.lats {
+            l.drain(&mut f);
         }
     }
 

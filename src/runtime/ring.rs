@@ -70,7 +70,8 @@ impl Tag {
     }
 }
 
-/// Space in each UDP buffer for `SO_RXQ_OVFL` (and, later, timestamps).
+/// Space in each UDP buffer for the `SO_RXQ_OVFL` (24 bytes) and
+/// `SCM_TIMESTAMPNS` (32 bytes) control messages.
 pub const CONTROL_LEN: usize = 64;
 
 /// A `msghdr` for multishot recvmsg: no name, `CONTROL_LEN` of control.

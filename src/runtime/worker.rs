@@ -17,6 +17,7 @@ use super::ring::{CONTROL_LEN, Kind, Ring, Tag, is_final};
 use crate::codec::frame::{self, Event, LineScan, Status, StreamFramer, StreamKind};
 use crate::codec::{Batch, DecodeCx, Decoder, Format, Framing, Interner, Reason, Reject, Schema};
 use crate::config::{Idle, Transport};
+use crate::metrics::latency::LatencyPort;
 use crate::metrics::{ShardMetrics, SourceCounters};
 use crate::pipeline::exec::Exec;
 use crate::pipeline::generation::Reader;
@@ -110,6 +111,7 @@ pub struct WorkerSetup {
     pub recv_buffer_size: u32,
     pub tap: TapPort,
     pub tap_ctl: Arc<TapCtl>,
+    pub lat: LatencyPort,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +178,7 @@ struct Engine {
     /// Per stage of the current generation: what the stage of the same
     /// name counted in earlier generations (in, out).
     stage_base: Box<[(u64, u64)]>,
+    lat: LatencyPort,
 }
 
 impl Engine {
@@ -370,6 +373,12 @@ impl Engine {
             now_ns,
         };
         let st = exec.run(chain, batch, &mut self.symbols, now_ns as i64, &mut em);
+        let done = crate::sys::now_ns();
+        self.lat.pipeline(
+            node.id,
+            batch.len() as u64,
+            done.saturating_sub(batch.ingest_ns),
+        );
         m.batches.add(1);
         m.chain_in.add(batch.len() as u64);
         add_stats(m, &st);
@@ -738,6 +747,7 @@ impl Worker {
                 tap_ctl: setup.tap_ctl,
                 tap_seq: u64::MAX,
                 stage_base: vec![(0, 0); crate::metrics::STAGES_MAX].into_boxed_slice(),
+                lat: setup.lat,
             },
             wake_fd: setup.wake_fd,
             idle: setup.idle,
@@ -1113,7 +1123,8 @@ impl Worker {
             let sc: &SourceCounters = &eng.metrics.shards[eng.shard].sources[si];
             match io_uring::types::RecvMsgOut::parse(buf, ring.msghdr(u.hdr)) {
                 Ok(msg) => {
-                    if let Some(total) = rxq_ovfl(msg.control_data()) {
+                    let control = parse_control(msg.control_data());
+                    if let Some(total) = control.ovfl {
                         // The counter only grows; a value behind ours was
                         // already counted by the tick.
                         let d = total.wrapping_sub(u.ovfl);
@@ -1137,6 +1148,12 @@ impl Worker {
                             max,
                             &mut |ev| on_event(ev, si, src, eng, now, &mut records, &mut ts_def),
                         );
+                        if let Some(rx) = control.rx_ns
+                            && records > 0
+                        {
+                            let g = eng.metrics.shards[eng.shard].generation.get();
+                            eng.lat.kernel(g, records, now.saturating_sub(rx));
+                        }
                         let sc: &SourceCounters = &eng.metrics.shards[eng.shard].sources[si];
                         sc.records.add(records);
                         if ts_def > 0 {
@@ -1221,6 +1238,7 @@ impl Worker {
 
     /// Once a second: close connections idle past their source's timeout.
     fn on_tick(&mut self) {
+        self.eng.lat.hand_over();
         self.poll_udp_drops();
         let now = crate::sys::now_ns();
         self.eng.flush_windows(now, Some(now));
@@ -1289,22 +1307,93 @@ impl Worker {
     }
 }
 
-/// The cumulative drop count from an `SO_RXQ_OVFL` control message.
-fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+/// What a datagram's control messages say: the socket's cumulative drop
+/// count (`SO_RXQ_OVFL`) and the kernel's receive time in ns since the
+/// epoch (`SCM_TIMESTAMPNS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Control {
+    ovfl: Option<u32>,
+    rx_ns: Option<u64>,
+}
+
+fn parse_control(control: &[u8]) -> Control {
     let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let mut out = Control::default();
     let mut off = 0;
     while off + hdr <= control.len() {
         // SAFETY: `off + hdr <= len`; read_unaligned copes with alignment.
         let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[off..].as_ptr().cast()) };
         let len = c.cmsg_len;
         if len < hdr || off + len > control.len() {
-            return None;
+            break;
         }
-        if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL && len >= hdr + 4 {
-            let d = &control[off + hdr..off + hdr + 4];
-            return Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        let d = &control[off + hdr..off + len];
+        if c.cmsg_level == libc::SOL_SOCKET {
+            if c.cmsg_type == libc::SO_RXQ_OVFL && d.len() >= 4 {
+                out.ovfl = Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+            } else if c.cmsg_type == libc::SCM_TIMESTAMPNS && d.len() >= 16 {
+                let sec = i64::from_ne_bytes(d[..8].try_into().expect("8 bytes"));
+                let nsec = i64::from_ne_bytes(d[8..16].try_into().expect("8 bytes"));
+                if sec > 0 && (0..1_000_000_000).contains(&nsec) {
+                    out.rx_ns = Some(sec as u64 * 1_000_000_000 + nsec as u64);
+                }
+            }
         }
         off += len.next_multiple_of(std::mem::size_of::<usize>());
     }
-    None
+    out
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    fn cmsg(level: i32, ty: i32, data: &[u8], out: &mut Vec<u8>) {
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        let len = hdr + data.len();
+        // SAFETY: cmsghdr is plain integers; all zeroes is a valid value.
+        let mut h: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        h.cmsg_len = len;
+        h.cmsg_level = level;
+        h.cmsg_type = ty;
+        // SAFETY: a plain C struct viewed as its bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&h as *const libc::cmsghdr).cast::<u8>(), hdr) };
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(std::mem::size_of::<usize>()), 0);
+    }
+
+    #[test]
+    fn drop_count_and_receive_time_from_control_messages() {
+        let mut c = Vec::new();
+        cmsg(
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            &7u32.to_ne_bytes(),
+            &mut c,
+        );
+        let mut ts = Vec::new();
+        ts.extend_from_slice(&1_700_000_000i64.to_ne_bytes());
+        ts.extend_from_slice(&123_456_789i64.to_ne_bytes());
+        cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts, &mut c);
+        assert!(c.len() <= CONTROL_LEN, "both fit the control space");
+        assert_eq!(
+            parse_control(&c),
+            Control {
+                ovfl: Some(7),
+                rx_ns: Some(1_700_000_000_123_456_789)
+            }
+        );
+        // Cut short, or garbage: whatever is whole, nothing invented.
+        assert_eq!(
+            parse_control(&c[..20]),
+            Control {
+                ovfl: Some(7),
+                rx_ns: None
+            }
+        );
+        assert_eq!(parse_control(&c[..18]), Control::default());
+        assert_eq!(parse_control(&[0xff; 40]), Control::default());
+    }
 }

@@ -181,6 +181,7 @@ impl SinkPort {
         }
         self.in_flight += b.count as usize;
         counters.emitted.add(b.count as u64);
+        counters.ring_records.set(self.in_flight as u64);
         if self.tx.push(b).is_err() {
             unreachable!("the ring holds the whole pool");
         }

@@ -129,14 +129,18 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
 }
 
 /// A UDP socket for one shard: `SO_REUSEPORT` (the shards of this process
-/// share the address), the receive buffer, and `SO_RXQ_OVFL` so every
-/// datagram reports the socket's cumulative kernel drop count.
+/// share the address), the receive buffer, `SO_RXQ_OVFL` so every
+/// datagram reports the socket's cumulative kernel drop count, and
+/// `SO_TIMESTAMPNS` so it carries the kernel's receive time.
 pub fn udp_socket(addr: &SocketAddr, rcvbuf_bytes: u64) -> io::Result<OwnedFd> {
     let fd = socket(addr, libc::SOCK_DGRAM)?;
     let raw = fd.as_raw_fd();
     setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     set_rcvbuf(raw, rcvbuf_bytes)?;
     setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+    // The kernel's receive time of each datagram (CLOCK_REALTIME), for the
+    // kernel → worker part of the latency.
+    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     bind(raw, addr)?;
     Ok(fd)
 }
