@@ -3,6 +3,7 @@
 //! ([`definition`]), the HTTP API ([`http`]) and its client for
 //! `mutstream ctl` ([`client`]).
 
+#[cfg(not(loom))]
 pub mod client;
 pub mod definition;
 pub mod engine;
