@@ -514,8 +514,7 @@ impl Controller {
         {
             return self.reject(&req, 409, msg);
         }
-        let cfg = self.app.config().clone();
-        let mut next = (*self.def).clone();
+        // Reads first: they need no copy of the config or the definition.
         match &req.op {
             Op::TapStart {
                 stage,
@@ -534,6 +533,17 @@ impl Controller {
                     }).collect::<Vec<_>>(),
                 }));
             }
+            _ => {}
+        }
+        let cfg = self.app.config().clone();
+        let mut next = (*self.def).clone();
+        match &req.op {
+            Op::TapStart { .. }
+            | Op::TapRead { .. }
+            | Op::TapStop { .. }
+            | Op::Status
+            | Op::Metrics
+            | Op::History => unreachable!("answered above"),
             Op::Apply {
                 text,
                 origin,
@@ -1035,6 +1045,9 @@ impl Controller {
             .map(|(n, t)| json!([n, t.name()]))
             .collect();
         // A new tap replaces the one before (its reader gets 410).
+        if let Some(prev) = &self.tap {
+            tracing::debug!("tap on stage {stage} replaces tap {}", prev.id);
+        }
         self.app.set_tap(&crate::sink::tap::TapWant::OFF);
         self.app.drain_tap(|_| {});
         self.taps_started += 1;
@@ -1045,9 +1058,6 @@ impl Controller {
         session.read();
         self.tap = Some(session);
         self.app.set_tap(&want);
-        if let Some(prev) = id.checked_sub(1).filter(|&p| p > 0) {
-            tracing::debug!("tap {id} on stage {stage} replaces tap {prev}");
-        }
         Reply::ok(json!({
             "tap": id,
             "stage": stage,
