@@ -237,11 +237,10 @@ impl Ring {
         }
     }
 
-    /// Takes up to `out.capacity()` completions.
+    /// Appends completions while `out` has spare capacity (it never grows).
     #[inline]
     pub fn reap(&mut self, out: &mut Vec<cqueue::Entry>) {
-        out.clear();
-        let cap = out.capacity();
+        let cap = out.capacity() - out.len();
         let mut cq = self.uring.completion();
         cq.sync();
         for e in cq.by_ref().take(cap) {
