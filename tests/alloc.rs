@@ -166,17 +166,33 @@ fn csv_allocates_nothing_per_record() {
 /// 100 generation switches while records flow through 2 shards into a
 /// journal the workers append to and a file sink: no allocation on a
 /// worker (after a warm-up of records and switches that brings pools,
-/// batches and the journal's schema table to size).
+/// batches and the journal's schema table to size). The pipeline looks
+/// symbols up in a table (whose memo slots a switch must carry or reuse,
+/// not grow again), with the running plan's tables handed to each compile
+/// as the control plane does.
 #[test]
 fn generation_switches_allocate_nothing_on_the_workers() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let wire = Wire::BinaryFixed;
-    let pipeline = |k: u64| format!("filter price > {k}.0 - {k}.0 | eval g = {k} | tee j | to out");
+    let pipeline = |k: u64| {
+        format!(
+            "filter price > {k}.0 - {k}.0 and symbol in @sectors \
+             | enrich @sectors on symbol select sector | eval g = {k} | tee j | to out"
+        )
+    };
+    let rows: Vec<String> = (0..1000)
+        .map(|k| format!("{{ symbol = {k}, sector = \"s{}\" }}", k % 7))
+        .collect();
+    let table = format!(
+        "[tables.sectors]\nkey = {{ symbol = \"u64\" }}\ncolumns = {{ sector = \"symbol\" }}\nrows = [{}]\n",
+        rows.join(", ")
+    );
     let cfg = wire.config(
         2,
         &pipeline(1),
         "recv_buffers = 2\nrecv_buffer_size = \"4KiB\"",
-    ) + "[[sink]]\nname = \"j\"\nkind = \"journal\"\npath = \"{DIR}/j\"\n";
+    ) + "[[sink]]\nname = \"j\"\nkind = \"journal\"\npath = \"{DIR}/j\"\n"
+        + &table;
     let mut h = Harness::start(&cfg);
     let addr = h.addr("in");
     // Four connections: both shards get some (SO_REUSEPORT spreads them).
@@ -189,7 +205,8 @@ fn generation_switches_allocate_nothing_on_the_workers() {
         recs
     };
     let mut sent = 0u64;
-    let round = |socks: &mut [TcpStream], h: &mut Harness, from: u64, gens: u64| {
+    let mut running: Option<mutstream::pipeline::Plan> = None;
+    let mut round = |socks: &mut [TcpStream], h: &mut Harness, from: u64, gens: u64| {
         for g in 0..gens {
             for (c, s) in socks.iter_mut().enumerate() {
                 s.write_all(&chunk(c as u64, from + g * 500, 500)).unwrap();
@@ -197,9 +214,16 @@ fn generation_switches_allocate_nothing_on_the_workers() {
             let app = h.app();
             let next = app.generation() + 1;
             let cfg = app.config().clone();
-            let plan =
-                mutstream::pipeline::compile_for(&cfg, &pipeline(next), "g.mts", 0, &cfg.params)
-                    .unwrap();
+            let plan = mutstream::pipeline::compile_reusing(
+                &cfg,
+                &pipeline(next),
+                "g.mts",
+                0,
+                &cfg.params,
+                running.as_ref(),
+            )
+            .unwrap();
+            running = Some(plan.clone());
             let id = app.publish(plan).unwrap();
             app.wait_acked(id, Duration::from_secs(5)).unwrap();
             app.reclaim();

@@ -160,20 +160,23 @@ impl Definition {
         })
     }
 
-    /// Compiles against the running config's sources, schemas and sinks.
-    pub fn compile(&self, cfg: &Config) -> Result<Plan, PipelineError> {
+    /// Compiles against the running config's sources, schemas and sinks;
+    /// tables that did not change are `running`'s own (see
+    /// [`crate::pipeline::compile_reusing`]).
+    pub fn compile(&self, cfg: &Config, running: Option<&Plan>) -> Result<Plan, PipelineError> {
         let basis = self.basis(cfg);
         let params: Vec<(String, ParamValue)> = self
             .params
             .iter()
             .map(|(n, p)| (n.clone(), p.value()))
             .collect();
-        crate::pipeline::compile_for(
+        crate::pipeline::compile_reusing(
             &basis,
             &self.pipeline,
             &self.origin,
             self.first_line,
             &params,
+            running,
         )
     }
 

@@ -361,7 +361,7 @@ impl Controller {
                 last_gen + 1,
             ),
         };
-        let plan = match def.compile(&cfg) {
+        let plan = match def.compile(&cfg, None) {
             Ok(p) => p,
             // A saved generation that no longer compiles against this
             // config (a schema changed): the files win.
@@ -554,7 +554,7 @@ impl Controller {
                 next.origin = origin.clone();
                 next.first_line = 0;
                 if *dry_run {
-                    return match next.compile(&cfg) {
+                    return match next.compile(&cfg, Some(&self.plan)) {
                         Ok(plan) => Reply::ok(json!({
                             "ok": true,
                             "generation": self.app.generation(),
@@ -772,7 +772,7 @@ impl Controller {
     /// Compiles, publishes and waits for every shard.
     fn publish(&mut self, req: &Request, next: Definition) -> Reply {
         let cfg = self.app.config().clone();
-        let plan = match next.compile(&cfg) {
+        let plan = match next.compile(&cfg, Some(&self.plan)) {
             Ok(p) => p,
             Err(e) => {
                 let mut r = self.reject(req, 400, e.headline.clone());

@@ -141,7 +141,7 @@ struct SegBuild {
     input: Arc<Schema>,
     temps: Vec<FieldType>,
     steps: Vec<Step>,
-    n_memos: usize,
+    memos: Vec<MemoKey>,
     n_states: usize,
 }
 
@@ -151,7 +151,7 @@ impl SegBuild {
             input,
             temps: Vec::new(),
             steps: Vec::new(),
-            n_memos: 0,
+            memos: Vec::new(),
             n_states: 0,
         }
     }
@@ -162,7 +162,7 @@ impl SegBuild {
             input: self.input,
             temps: self.temps,
             steps: self.steps,
-            n_memos: self.n_memos,
+            memos: self.memos,
             n_states: self.n_states,
         }
     }
@@ -249,9 +249,12 @@ impl Compiler<'_> {
         r as Reg
     }
 
-    fn memo(&mut self) -> u16 {
-        self.cur.n_memos += 1;
-        (self.cur.n_memos - 1) as u16
+    fn memo(&mut self, table: &Arc<Table>, col: Option<usize>) -> u16 {
+        self.cur.memos.push(MemoKey {
+            table: table.clone(),
+            col,
+        });
+        (self.cur.memos.len() - 1) as u16
     }
 
     fn state(&mut self) -> u16 {
@@ -522,7 +525,7 @@ impl Compiler<'_> {
                         v
                     }
                 };
-                let memo = self.memo();
+                let memo = self.memo(&t, None);
                 let row = self.reg(FieldType::U64);
                 self.instrs.push(Instr::Lookup {
                     a: Opnd::Reg(b.reg),
@@ -533,7 +536,7 @@ impl Compiler<'_> {
                 });
                 for c in cols {
                     let (name, ty) = t.columns[c].clone();
-                    let memo = self.memo();
+                    let memo = self.memo(&t, Some(c));
                     let dst = self.reg(ty);
                     self.instrs.push(Instr::TableCol {
                         row,
@@ -1009,7 +1012,7 @@ impl Compiler<'_> {
                 }
                 let table = table.clone();
                 let (a, a_ty) = self.in_reg(te, x.span)?;
-                let memo = self.memo();
+                let memo = self.memo(&table, None);
                 let row = self.reg(FieldType::U64);
                 self.instrs.push(Instr::Lookup {
                     a: Opnd::Reg(a),

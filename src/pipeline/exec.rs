@@ -185,7 +185,7 @@ impl Exec {
                         .collect(),
                     sel: Vec::with_capacity(batch_max),
                     scratch_sel: Vec::with_capacity(batch_max),
-                    memos: vec![Vec::new(); seg.n_memos],
+                    memos: vec![Vec::new(); seg.memos.len()],
                     states: (0..seg.n_states).map(|_| None).collect(),
                     window,
                 }
@@ -266,7 +266,42 @@ impl Exec {
                 }
             }
         }
+        self.adopt_memos(chain, old, old_chain);
         moved
+    }
+
+    /// Takes over `old`'s memo slots: a slot caching the same table (the
+    /// same `Arc`) keeps what it learnt; any other takes an unused old
+    /// slot's memory, emptied. Either way the first batches of a
+    /// generation neither allocate nor redo every lookup.
+    fn adopt_memos(&mut self, chain: &Chain, old: &mut Exec, old_chain: &Chain) {
+        for (k, seg) in chain.segments.iter().enumerate() {
+            for (m, key) in seg.memos.iter().enumerate() {
+                let found = old_chain.segments.iter().enumerate().find_map(|(ok, os)| {
+                    let om = os.memos.iter().enumerate().position(|(om, okey)| {
+                        okey.same(key) && old.segs[ok].memos[om].capacity() > 0
+                    })?;
+                    Some((ok, om))
+                });
+                if let Some((ok, om)) = found {
+                    std::mem::swap(&mut self.segs[k].memos[m], &mut old.segs[ok].memos[om]);
+                }
+            }
+        }
+        // Slots for changed tables: the largest memory left behind, emptied.
+        for seg in &mut self.segs {
+            for memo in seg.memos.iter_mut().filter(|v| v.capacity() == 0) {
+                let spare = old
+                    .segs
+                    .iter_mut()
+                    .flat_map(|s| s.memos.iter_mut())
+                    .max_by_key(|v| v.capacity());
+                if let Some(v) = spare.filter(|v| v.capacity() > 0) {
+                    std::mem::swap(memo, v);
+                    memo.clear();
+                }
+            }
+        }
     }
 
     fn stats_since(&self, c0: &ExecCounters) -> RunStats {

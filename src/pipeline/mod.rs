@@ -31,6 +31,25 @@ pub struct Plan {
     pub chains: Vec<Option<Arc<Chain>>>,
 }
 
+impl Plan {
+    /// The tables the chains look up, each once.
+    pub fn tables(&self) -> Vec<Arc<table::Table>> {
+        let mut out: Vec<Arc<table::Table>> = Vec::new();
+        let keys = self
+            .chains
+            .iter()
+            .flatten()
+            .flat_map(|c| &c.segments)
+            .flat_map(|s| &s.memos);
+        for k in keys {
+            if !out.iter().any(|t| Arc::ptr_eq(t, &k.table)) {
+                out.push(k.table.clone());
+            }
+        }
+        out
+    }
+}
+
 /// A pipeline that does not compile, with its location rendered.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{headline}")]
@@ -61,9 +80,34 @@ pub fn compile_for(
     first_line: usize,
     params: &[(String, ParamValue)],
 ) -> Result<Plan, PipelineError> {
+    compile_reusing(cfg, text, origin, first_line, params, None)
+}
+
+/// As [`compile_for`]; a table whose content equals one that `running`
+/// uses is that same table (the same `Arc`), so shards keep what they
+/// memoised about it across the switch.
+///
+/// # Errors
+/// As [`compile_for`].
+pub fn compile_reusing(
+    cfg: &Config,
+    text: &str,
+    origin: &str,
+    first_line: usize,
+    params: &[(String, ParamValue)],
+    running: Option<&Plan>,
+) -> Result<Plan, PipelineError> {
     let ast = parser::parse(text).map_err(|d| located(&d, origin, text, first_line))?;
     let sinks: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
-    let tables = load_tables(cfg)?;
+    let mut tables = load_tables(cfg)?;
+    if let Some(running) = running {
+        let old = running.tables();
+        for t in &mut tables {
+            if let Some(o) = old.iter().find(|o| o.same_content(t)) {
+                *t = o.clone();
+            }
+        }
+    }
     let mut chains = vec![None; cfg.schemas.len()];
     for si in cfg.source_schemas() {
         let input = compile::CompileInput {

@@ -441,6 +441,25 @@ pub struct StagePlan {
     pub sinks: Vec<String>,
 }
 
+/// What a memo slot caches, for carrying it to the next generation: the
+/// slot stays valid as long as the table is the same one (the control
+/// plane hands an unchanged table to the new generation as the same
+/// `Arc`, see [`Table::same_content`](super::table::Table::same_content)).
+#[derive(Clone, Debug)]
+pub struct MemoKey {
+    pub table: Arc<Table>,
+    /// `None`: a key's row (`Lookup`); `Some(c)`: column `c` of a row,
+    /// interned (`TableCol`).
+    pub col: Option<usize>,
+}
+
+impl MemoKey {
+    /// Whether a memo filled for `self` is valid for `other`.
+    pub fn same(&self, other: &MemoKey) -> bool {
+        Arc::ptr_eq(&self.table, &other.table) && self.col == other.col
+    }
+}
+
 /// A run of steps over one input schema: the source's, or a window's
 /// output. Registers `0..n_inputs` are that input's columns.
 #[derive(Clone, Debug)]
@@ -450,8 +469,9 @@ pub struct Segment {
     /// Types of registers `n_inputs..`.
     pub temps: Vec<FieldType>,
     pub steps: Vec<Step>,
-    /// Per-shard memo slots (symbol lookups into tables).
-    pub n_memos: usize,
+    /// Per-shard memo slots (symbol lookups into tables), by slot: what
+    /// each one caches.
+    pub memos: Vec<MemoKey>,
     /// Per-shard state slots (dedup, sample).
     pub n_states: usize,
 }

@@ -92,6 +92,20 @@ fn int_key(t: FieldType) -> bool {
 }
 
 impl Table {
+    /// Whether `other` holds exactly the same declaration and rows (in the
+    /// same order), so that anything a shard derived from one (row numbers
+    /// of keys, interned cells) holds for the other. A NaN cell makes two
+    /// tables differ, which only costs a memo.
+    pub fn same_content(&self, other: &Table) -> bool {
+        self.name == other.name
+            && self.key_field == other.key_field
+            && self.key_type == other.key_type
+            && self.columns == other.columns
+            && self.keys == other.keys
+            && self.cells == other.cells
+            && self.arena == other.arena
+    }
+
     fn hash_key(&self, k: KeyRef<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         match k {

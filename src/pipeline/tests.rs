@@ -475,3 +475,117 @@ fn integer_literals_take_the_type_of_a_u64_operand() {
     // A negative literal keeps i64 arithmetic (u64 above i64::MAX is null).
     assert_eq!(col(&r.out, "mixed"), [V::Null, V::I(2)]);
 }
+
+/// Memo slots across generations: a table of the same content handed over
+/// as the same `Arc` keeps its memo, one with the same content loaded
+/// again gets an emptied one, and a changed table never sees what was
+/// memoised about the old one.
+#[test]
+fn lookup_memos_follow_their_table_across_generations() {
+    use super::table::Table;
+    let s = schema(&[("sym", "symbol")]);
+    let def = |x_sector: &str| {
+        let row = |k: &str, v: &str| {
+            let mut r = toml::Table::new();
+            r.insert("sym".into(), toml::Value::String(k.into()));
+            r.insert("sector".into(), toml::Value::String(v.into()));
+            r
+        };
+        crate::config::TableDef {
+            name: "t".into(),
+            key_field: "sym".into(),
+            key_type: FieldType::Symbol,
+            columns: vec![("sector".into(), FieldType::Symbol)],
+            keys: Vec::new(),
+            rows: vec![row("a", x_sector), row("b", "y")],
+            file: None,
+            max_rows: 10,
+            line: 1,
+        }
+    };
+    let src = "filter sym in @t | enrich @t on sym select sector | to out";
+    let ast = parse(src).unwrap();
+    let sinks = vec!["out".to_string()];
+    let chain = |t: &Arc<Table>| {
+        compile(
+            &ast,
+            &CompileInput {
+                schema: &s,
+                params: &[],
+                tables: std::slice::from_ref(t),
+                sinks: &sinks,
+            },
+        )
+        .unwrap()
+        .chain
+    };
+    let mut syms = Interner::new(100);
+    let mut b = Batch::new(&s, 64);
+    for k in ["a", "b", "c", "a"] {
+        let id = syms.intern(k.as_bytes()).unwrap();
+        let mut w = b.row();
+        w.set_sym(0, id);
+        w.commit(&s, 0).unwrap();
+    }
+    let sectors = |exec: &mut Exec, c: &super::program::Chain, syms: &mut Interner| {
+        let mut sink = Sink::default();
+        exec.run(c, &b, syms, 0, &mut sink);
+        col(&sink.rows, "sector")
+    };
+    let v = |x: &str| V::S(x.into());
+
+    let t1 = Arc::new(Table::load(&def("x")).unwrap());
+    let c1 = chain(&t1);
+    let mut e1 = Exec::new(&c1, 64);
+    assert_eq!(sectors(&mut e1, &c1, &mut syms), [v("x"), v("y"), v("x")]);
+
+    // The same table, shared: the memo moves over as it is.
+    let c2 = chain(&t1);
+    let mut e2 = Exec::new(&c2, 64);
+    e2.adopt(&c2, &mut e1, &c1);
+    assert_eq!(sectors(&mut e2, &c2, &mut syms), [v("x"), v("y"), v("x")]);
+
+    // A changed table: the memory is reused, what it held is not.
+    let t3 = Arc::new(Table::load(&def("z")).unwrap());
+    assert!(!t3.same_content(&t1));
+    let c3 = chain(&t3);
+    let mut e3 = Exec::new(&c3, 64);
+    e3.adopt(&c3, &mut e2, &c2);
+    assert_eq!(sectors(&mut e3, &c3, &mut syms), [v("z"), v("y"), v("z")]);
+
+    // The same content loaded again compares equal (the control plane
+    // then hands the running `Arc` to the new generation).
+    assert!(Table::load(&def("z")).unwrap().same_content(&t3));
+}
+
+/// `compile_reusing` hands an unchanged table to the new plan as the
+/// running plan's own `Arc`, and a changed one as a new table.
+#[test]
+fn unchanged_tables_are_shared_with_the_running_plan() {
+    let text = |lot: i64| {
+        format!(
+            "[[source]]\nname = \"in\"\ntransport = \"udp\"\nlisten = \"127.0.0.1:0\"\nformat = \"lp\"\nframing = \"datagram\"\nschema = \"m\"\n\
+             [schemas.m]\nfields = [{{ name = \"sym\", type = \"symbol\" }}]\n\
+             [tables.t]\nkey = {{ sym = \"symbol\" }}\ncolumns = {{ lot = \"i64\" }}\nrows = [{{ sym = \"a\", lot = {lot} }}]\n\
+             [pipeline]\ntext = \"enrich @t on sym select lot | to out\"\n\
+             [[sink]]\nname = \"out\"\nkind = \"blackhole\"\n"
+        )
+    };
+    let cfg = |lot| {
+        crate::config::Config::parse(&text(lot), "t.toml", std::path::Path::new(".")).unwrap()
+    };
+    let p = &cfg(1).pipeline;
+    let compile = |c: &crate::config::Config, running| {
+        super::compile_reusing(c, &p.text, "t.mts", 0, &c.params, running).unwrap()
+    };
+    let first = compile(&cfg(1), None);
+    let same = compile(&cfg(1), Some(&first));
+    let changed = compile(&cfg(2), Some(&first));
+    assert_eq!(first.tables().len(), 1);
+    assert!(Arc::ptr_eq(&first.tables()[0], &same.tables()[0]));
+    assert!(!Arc::ptr_eq(&first.tables()[0], &changed.tables()[0]));
+    assert!(!Arc::ptr_eq(
+        &first.tables()[0],
+        &compile(&cfg(1), None).tables()[0]
+    ));
+}
