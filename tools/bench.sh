@@ -60,6 +60,11 @@ target/release/mutbench udp --json target/bench/w3.json
 install strace
 target/release/mutbench latency --strace --json target/bench/latency.json
 target/release/mutbench acks --json target/bench/acks.json
+# The same with the kernel's receive processing and unbound workqueues off
+# the worker's core (docs/OPERATIONS.md), where this user may set them.
+if [ -w /sys/devices/virtual/workqueue/cpumask ]; then
+  target/release/mutbench acks --isolate --json target/bench/acks-isolated.json
+fi
 target/release/mutbench tap --json target/bench/tap.json
 if [ "$peers" = 1 ]; then
   target/release/mutbench peers --install --json target/bench/peers.json

@@ -27,7 +27,7 @@ pub struct Args {
     records: u64,
     /// Shards (pinned); the senders run on the last CPU, as in `run`.
     #[arg(long, default_value_t = 1)]
-    shards: usize,
+    pub shards: usize,
     #[arg(long, default_value_t = 4)]
     conns: usize,
     /// Changes per second (set and apply alternate).
@@ -35,6 +35,11 @@ pub struct Args {
     rate: u64,
     #[arg(long, value_enum, default_value = "blackhole")]
     sink: SinkChoice,
+    /// Keep the kernel's loopback receive processing (RPS) and unbound
+    /// workqueues off the workers' cores for the run (root; restored
+    /// afterwards), as docs/OPERATIONS.md recommends.
+    #[arg(long)]
+    pub isolate: bool,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }

@@ -77,6 +77,11 @@ enum Cmd {
         /// run's latency is not reported: strace slows every syscall).
         #[arg(long)]
         strace: bool,
+        /// Keep the kernel's loopback receive processing (RPS) and unbound
+        /// workqueues off the worker's core for the run (root; restored
+        /// afterwards), as docs/OPERATIONS.md recommends.
+        #[arg(long)]
+        isolate: bool,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
@@ -492,6 +497,7 @@ fn tap_cmd(
 }
 
 mod acks;
+mod isolate;
 mod latency;
 mod peers;
 mod udp;
@@ -885,9 +891,21 @@ fn latency_cmd(
     Ok(())
 }
 
+/// The cores `shards` pinned workers (on cores 0..shards) leave free.
+fn housekeeping(shards: usize) -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (shards.min(n)..n).collect()
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Acks(a) => acks::run(a)?,
+        Cmd::Acks(a) => {
+            let _iso = match a.isolate {
+                true => Some(isolate::Isolation::apply(&housekeeping(a.shards))?),
+                false => None,
+            };
+            acks::run(a)?
+        }
         Cmd::Peers {
             records,
             runs,
@@ -902,8 +920,16 @@ fn main() -> anyhow::Result<()> {
             quick,
             no_l2,
             strace,
+            isolate,
             json,
-        } => latency_cmd(rate, secs, quick, !no_l2, strace, json)?,
+        } => {
+            // The appliance runs its embedded default: one shard, on core 0.
+            let _iso = match isolate {
+                true => Some(isolate::Isolation::apply(&housekeeping(1))?),
+                false => None,
+            };
+            latency_cmd(rate, secs, quick, !no_l2, strace, json)?
+        }
         Cmd::Udp {
             datagrams,
             runs,
