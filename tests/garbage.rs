@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use mutstream::codec::Reason;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
@@ -318,4 +318,50 @@ fn lp_garbage_is_counted_and_good_records_kept() {
         assert_eq!(rejects(&summary, r), want, "{r}");
     }
     check_good(wire, &h, seq);
+}
+
+/// A bad frame while the buffer ring is starved (2 buffers, 4 clients):
+/// each receive ends for want of buffers, and is re-armed, before the data
+/// ahead of it is handled. The connection that sent the bad frame is
+/// still closed by the appliance (the client sees the close without
+/// closing its end), and the good records before it all arrive.
+#[test]
+fn bad_frame_closes_the_connection_on_a_starved_buffer_ring() {
+    const CLIENTS: u64 = 4;
+    const GOOD: u64 = 20_000;
+    let wire = Wire::BinaryLen32;
+    let mut h =
+        Harness::start(&wire.config(1, "to out", "recv_buffers = 2\nrecv_buffer_size = 4096\n"));
+    let addr = h.addr("in");
+    std::thread::scope(|s| {
+        for c in 0..CLIENTS {
+            s.spawn(move || {
+                let mut bytes = Vec::new();
+                let mut rec = Vec::new();
+                for q in 0..GOOD {
+                    rec.clear();
+                    wire.record(c, q, &mut rec);
+                    bytes.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+                    bytes.extend_from_slice(&rec);
+                }
+                bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+                bytes.extend_from_slice(&[0u8; 64 << 10]);
+                let mut sock = TcpStream::connect(addr).unwrap();
+                // The appliance may close before all the junk is read.
+                let _ = sock.write_all(&bytes);
+                sock.set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                match sock.read(&mut buf) {
+                    Ok(0) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                    other => panic!("client {c}: the appliance kept the connection: {other:?}"),
+                }
+            });
+        }
+    });
+    h.wait_records(CLIENTS * GOOD, Duration::from_secs(30));
+    let summary = h.shutdown();
+    assert_eq!(rejects(&summary, Reason::FrameTooLong), CLIENTS);
+    verify_exact(wire, &h.path("out.jsonl"), CLIENTS, GOOD);
 }

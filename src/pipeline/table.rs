@@ -94,15 +94,28 @@ fn int_key(t: FieldType) -> bool {
 impl Table {
     /// Whether `other` holds exactly the same declaration and rows (in the
     /// same order), so that anything a shard derived from one (row numbers
-    /// of keys, interned cells) holds for the other. A NaN cell makes two
-    /// tables differ, which only costs a memo.
+    /// of keys, interned cells, the cells themselves) holds for the other.
+    /// Floats compare by their bits: `-0.0` is not `0.0` here, and a NaN
+    /// equals the same NaN.
     pub fn same_content(&self, other: &Table) -> bool {
+        let same_cell = |a: &Cell, b: &Cell| match (a, b) {
+            (Cell::F64(x), Cell::F64(y)) => x.to_bits() == y.to_bits(),
+            _ => a == b,
+        };
+        let same_col = |a: &Vec<Cell>, b: &Vec<Cell>| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))
+        };
         self.name == other.name
             && self.key_field == other.key_field
             && self.key_type == other.key_type
             && self.columns == other.columns
             && self.keys == other.keys
-            && self.cells == other.cells
+            && self.cells.len() == other.cells.len()
+            && self
+                .cells
+                .iter()
+                .zip(&other.cells)
+                .all(|(a, b)| same_col(a, b))
             && self.arena == other.arena
     }
 

@@ -589,3 +589,31 @@ fn unchanged_tables_are_shared_with_the_running_plan() {
         &compile(&cfg(1), None).tables()[0]
     ));
 }
+
+/// A table whose only change is a float cell going from `0.0` to `-0.0` is
+/// a changed table (`eval` can tell them apart: `1.0 / x`).
+#[test]
+fn same_content_compares_float_cells_by_bits() {
+    use super::table::Table;
+    let def = |v: f64| {
+        let mut r = toml::Table::new();
+        r.insert("k".into(), toml::Value::Integer(1));
+        r.insert("x".into(), toml::Value::Float(v));
+        crate::config::TableDef {
+            name: "t".into(),
+            key_field: "k".into(),
+            key_type: FieldType::U64,
+            columns: vec![("x".into(), FieldType::F64)],
+            keys: Vec::new(),
+            rows: vec![r],
+            file: None,
+            max_rows: 10,
+            line: 1,
+        }
+    };
+    let t = |v| Table::load(&def(v)).unwrap();
+    assert!(t(0.0).same_content(&t(0.0)));
+    assert!(!t(0.0).same_content(&t(-0.0)));
+    assert!(t(f64::NAN).same_content(&t(f64::NAN)));
+    assert!(!t(1.0).same_content(&t(2.0)));
+}

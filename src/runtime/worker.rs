@@ -8,8 +8,8 @@
 //! checked before each batch runs, so every batch is processed by exactly
 //! one generation.
 //!
-//! Receives are handled in steps of at most [`STEP_BYTES`] or
-//! [`STEP_CQES`], each followed by giving the buffers back and entering the
+//! Receives are handled in steps of at most `STEP_BYTES` or
+//! `STEP_CQES`, each followed by giving the buffers back and entering the
 //! kernel again. With `DEFER_TASKRUN` the kernel copies socket data into
 //! provided buffers inside `io_uring_enter`, into as many as are free:
 //! handing back all 256 buffers at once made one enter copy 16 MiB (3 ms
@@ -858,6 +858,9 @@ impl Worker {
             })?;
             self.reap();
             if self.cqe_pos == self.cqes.len() {
+                // What was reaped may all have been receives out of
+                // buffers: they are re-armed now, not on the next tick.
+                self.rearm();
                 continue;
             }
             self.step()?;
@@ -1273,9 +1276,16 @@ impl Worker {
         if self.stopping {
             return;
         }
-        for i in self.rearm.drain(..) {
+        while let Some(i) = self.rearm.pop() {
             let c = &mut self.conns[i as usize];
             if c.state != ConnState::NeedsRearm {
+                continue;
+            }
+            if c.poisoned {
+                // A bad frame in data handled after its receive had ended
+                // (out of buffers, re-armed early): nothing to cancel; the
+                // connection closes as a cancelled one would.
+                self.close_conn(i as usize, false);
                 continue;
             }
             c.state = ConnState::Reading;
