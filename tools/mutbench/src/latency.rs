@@ -185,21 +185,29 @@ fn mutate(admin: String, per_sec: u32, stop: &std::sync::atomic::AtomicBool) -> 
 /// Runs L1 at `rate` records/s for `secs` seconds in `dir`; with
 /// `mutations_per_s`, L2: the same while `min_price` alternates through
 /// the admin API.
-pub fn run_l1(
+/// A started `mutstream run` on the embedded default, in `dir`, on
+/// ephemeral ports, its worker pinned or not; its stderr
+/// (past the startup lines), UDP source address and admin address.
+#[allow(clippy::type_complexity)]
+fn start_appliance(
     dir: &Path,
-    rate: u64,
-    secs: u64,
-    mutations_per_s: u32,
-    strace: bool,
-) -> anyhow::Result<L1> {
+    file: &str,
+    pin: bool,
+) -> anyhow::Result<(
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+    Option<String>,
+)> {
     let cfg = mutstream::config::EMBEDDED
         .replace("127.0.0.1:9000", "127.0.0.1:0")
         .replace("127.0.0.1:9001", "127.0.0.1:0")
         .replace("127.0.0.1:9100", "127.0.0.1:0")
+        .replace("pin = true", if pin { "pin = true" } else { "pin = false" })
         .replace("./mutstream-data/", &format!("{}/", dir.display()));
-    std::fs::write(dir.join("l1.toml"), cfg)?;
+    std::fs::write(dir.join(file), cfg)?;
     let mut app = Command::new(sibling("mutstream")?)
-        .args(["run", "--config", "l1.toml"])
+        .args(["run", "--config", file])
         .current_dir(dir)
         .stderr(Stdio::piped())
         .spawn()?;
@@ -223,6 +231,46 @@ pub fn run_l1(
         }
     }
     let udp = udp.context("no UDP source in the log")?;
+    Ok((app, err, udp, admin))
+}
+
+pub fn run_l1(
+    dir: &Path,
+    rate: u64,
+    secs: u64,
+    mutations_per_s: u32,
+    strace: bool,
+    elsewhere: bool,
+) -> anyhow::Result<L1> {
+    let (mut app, err, udp, admin) = start_appliance(dir, "l1.toml", true)?;
+    // The control run: the same changes, sent to a second appliance on the
+    // same machine (unpinned, so on the housekeeping CPU) that receives no
+    // records; the measured appliance never switches.
+    let other = match elsewhere {
+        true => {
+            let d = dir.join("other");
+            std::fs::create_dir_all(&d)?;
+            match start_appliance(&d, "other.toml", false) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    // SAFETY: kill(2) on our own child, not yet reaped.
+                    unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
+                    app.wait()?;
+                    return Err(e);
+                }
+            }
+        }
+        false => None,
+    };
+    let (other, admin) = match other {
+        Some((o, o_err, _, a)) => {
+            // Its log is read (and dropped) so that it never blocks on a
+            // full pipe.
+            std::thread::spawn(move || o_err.lines().map_while(Result::ok).count());
+            (Some(o), a)
+        }
+        None => (None, admin),
+    };
     let log =
         std::thread::spawn(move || err.lines().map_while(Result::ok).collect::<Vec<String>>());
     let journal = dir.join("ticks");
@@ -298,6 +346,11 @@ pub fn run_l1(
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
     app.wait()?;
+    if let Some(mut o) = other {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(o.id() as i32, libc::SIGTERM) };
+        o.wait()?;
+    }
     let log = log.join().unwrap_or_default();
     // "source ticks-udp: N records, 0 bad, D kernel drops, ..."
     let (received, kernel_drops) = log

@@ -77,6 +77,12 @@ enum Cmd {
         /// run's latency is not reported: strace slows every syscall).
         #[arg(long)]
         strace: bool,
+        /// Then "L2x", the control for L2: the same changes, sent to a
+        /// second appliance on the machine that receives no records, so
+        /// the control plane's work is there and the measured appliance
+        /// never switches.
+        #[arg(long)]
+        l2x: bool,
         /// Keep the kernel's loopback receive processing (RPS) and unbound
         /// workqueues off the worker's core for the run (root; restored
         /// afterwards), as docs/OPERATIONS.md recommends.
@@ -687,6 +693,7 @@ fn latency_cmd(
     secs: u64,
     quick: bool,
     l2: bool,
+    l2x: bool,
     strace: bool,
     json: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
@@ -698,8 +705,8 @@ fn latency_cmd(
         );
     }
     let mut runs = Vec::new();
-    for (name, per_s) in [("L1", 0u32), ("L2", 100)] {
-        if name == "L2" && !l2 {
+    for (name, per_s, elsewhere) in [("L1", 0u32, false), ("L2", 100, false), ("L2x", 100, true)] {
+        if (name == "L2" && !l2) || (name == "L2x" && !l2x) {
             continue;
         }
         let dir = std::env::temp_dir().join(format!(
@@ -710,13 +717,13 @@ fn latency_cmd(
         std::fs::create_dir_all(&dir)?;
         eprintln!(
             "{name}: {rate} ticks/s over UDP for {secs} s{} ...",
-            if per_s > 0 {
-                ", PUT /v1/params/min_price 10.0/10.5 100 times a second"
-            } else {
-                ""
+            match (per_s > 0, elsewhere) {
+                (true, false) => ", PUT /v1/params/min_price 10.0/10.5 100 times a second",
+                (true, true) => ", the same PUTs to a second appliance that receives nothing",
+                _ => "",
             }
         );
-        let r = latency::run_l1(&dir, rate, secs, per_s, false);
+        let r = latency::run_l1(&dir, rate, secs, per_s, false, elsewhere);
         if r.is_ok() && !quick {
             let keep = std::path::Path::new("target/bench");
             let stem = name.to_lowercase();
@@ -776,7 +783,8 @@ fn latency_cmd(
             &r.inside,
         );
     }
-    if let [(_, a), (_, b)] = runs.as_slice() {
+    for (name, b) in runs.iter().skip(1) {
+        let a = &runs[0].1;
         let worse = |i: usize| {
             a.commit
                 .get(i)
@@ -786,7 +794,7 @@ fn latency_cmd(
                 })
         };
         md += &format!(
-            "| L2 vs L1 (SPEC: no percentile worse by > 10 %) | {} | {} | {} | {} | {} | {} |\n",
+            "| {name} vs L1 (SPEC: no percentile worse by > 10 %) | {} | {} | {} | {} | {} | {} |\n",
             worse(0),
             worse(1),
             worse(2),
@@ -806,11 +814,11 @@ fn latency_cmd(
         );
     }
     let mut acks = None;
-    for (_, r) in &mut runs {
+    for (name, r) in &mut runs {
         if let Some(m) = r.mutations.as_mut() {
             let [ack, rtt] = m.summary();
             md += &format!(
-                "\nL2 mutations: {} sent, {} failed, generations {}..{}. Acknowledged by every shard (server, publication to last ack): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (SPEC: p99 ≤ 1 ms); request to answer (client, keep-alive): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs\n",
+                "\n{name} mutations: {} sent, {} failed, generations {}..{}. Acknowledged by every shard (server, publication to last ack): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs (SPEC: p99 ≤ 1 ms); request to answer (client, keep-alive): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs\n",
                 m.sent,
                 m.failed,
                 m.generations.0,
@@ -822,7 +830,9 @@ fn latency_cmd(
                 rtt.1,
                 rtt.2
             );
-            acks = Some((ack, rtt, m.sent, m.failed));
+            if *name == "L2" {
+                acks = Some((ack, rtt, m.sent, m.failed));
+            }
         }
     }
     let mut syscalls = None;
@@ -830,7 +840,7 @@ fn latency_cmd(
         let dir = std::env::temp_dir().join(format!("mutbench-l2s-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         eprintln!("L2 under strace -c on the worker threads ...");
-        let r = latency::run_l1(&dir, rate, secs, 100, true);
+        let r = latency::run_l1(&dir, rate, secs, 100, true, false);
         let _ = std::fs::remove_dir_all(&dir);
         let r = r?;
         let m = r.mutations.unwrap_or_default();
@@ -920,6 +930,7 @@ fn main() -> anyhow::Result<()> {
             quick,
             no_l2,
             strace,
+            l2x,
             isolate,
             json,
         } => {
@@ -928,7 +939,7 @@ fn main() -> anyhow::Result<()> {
                 true => Some(isolate::Isolation::apply(&housekeeping(1))?),
                 false => None,
             };
-            latency_cmd(rate, secs, quick, !no_l2, strace, json)?
+            latency_cmd(rate, secs, quick, !no_l2, l2x, strace, json)?
         }
         Cmd::Udp {
             datagrams,
