@@ -476,6 +476,26 @@ fn integer_literals_take_the_type_of_a_u64_operand() {
     assert_eq!(col(&r.out, "mixed"), [V::Null, V::I(2)]);
 }
 
+/// A table declaration for tests: key field `key` of type `key_type`.
+fn table_def(
+    key: &str,
+    key_type: FieldType,
+    columns: Vec<(String, FieldType)>,
+    rows: Vec<toml::Table>,
+) -> crate::config::TableDef {
+    crate::config::TableDef {
+        name: "t".into(),
+        key_field: key.into(),
+        key_type,
+        columns,
+        keys: Vec::new(),
+        rows,
+        file: None,
+        max_rows: 10,
+        line: 1,
+    }
+}
+
 /// Memo slots across generations: a table of the same content handed over
 /// as the same `Arc` keeps its memo, one with the same content loaded
 /// again gets an emptied one, and a changed table never sees what was
@@ -491,17 +511,12 @@ fn lookup_memos_follow_their_table_across_generations() {
             r.insert("sector".into(), toml::Value::String(v.into()));
             r
         };
-        crate::config::TableDef {
-            name: "t".into(),
-            key_field: "sym".into(),
-            key_type: FieldType::Symbol,
-            columns: vec![("sector".into(), FieldType::Symbol)],
-            keys: Vec::new(),
-            rows: vec![row("a", x_sector), row("b", "y")],
-            file: None,
-            max_rows: 10,
-            line: 1,
-        }
+        table_def(
+            "sym",
+            FieldType::Symbol,
+            vec![("sector".into(), FieldType::Symbol)],
+            vec![row("a", x_sector), row("b", "y")],
+        )
     };
     let src = "filter sym in @t | enrich @t on sym select sector | to out";
     let ast = parse(src).unwrap();
@@ -599,17 +614,12 @@ fn same_content_compares_float_cells_by_bits() {
         let mut r = toml::Table::new();
         r.insert("k".into(), toml::Value::Integer(1));
         r.insert("x".into(), toml::Value::Float(v));
-        crate::config::TableDef {
-            name: "t".into(),
-            key_field: "k".into(),
-            key_type: FieldType::U64,
-            columns: vec![("x".into(), FieldType::F64)],
-            keys: Vec::new(),
-            rows: vec![r],
-            file: None,
-            max_rows: 10,
-            line: 1,
-        }
+        table_def(
+            "k",
+            FieldType::U64,
+            vec![("x".into(), FieldType::F64)],
+            vec![r],
+        )
     };
     let t = |v| Table::load(&def(v)).unwrap();
     assert!(t(0.0).same_content(&t(0.0)));

@@ -856,7 +856,7 @@ impl Worker {
                 shard: self.eng.shard,
                 msg: format!("io_uring_enter failed: {e}"),
             })?;
-            self.reap();
+            self.reap()?;
             if self.cqe_pos == self.cqes.len() {
                 // What was reaped may all have been receives out of
                 // buffers: they are re-armed now, not on the next tick.
@@ -889,7 +889,7 @@ impl Worker {
     /// buffers this step gives back rather than all of them after the
     /// backlog; the connection's older data is still handled before
     /// anything the new receive brings.
-    fn reap(&mut self) {
+    fn reap(&mut self) -> Result<(), WorkerError> {
         if self.cqe_pos > 0 {
             self.cqes.drain(..self.cqe_pos);
             self.cqe_pos = 0;
@@ -899,37 +899,36 @@ impl Worker {
         let mut keep = from;
         for i in from..self.cqes.len() {
             let c = self.cqes[i].clone();
-            if !self.out_of_buffers(&c) {
+            if !self.out_of_buffers(&c)? {
                 self.cqes[keep] = c;
                 keep += 1;
             }
         }
         self.cqes.truncate(keep);
+        Ok(())
     }
 
     /// Whether `c` is the end of a live connection's receive for want of
-    /// buffers; if so, the connection is queued for re-arming.
+    /// buffers; if so it is handled now (`complete` queues the connection
+    /// for re-arming), out of turn: it carries no data.
     #[inline]
-    fn out_of_buffers(&mut self, c: &cqueue::Entry) -> bool {
+    fn out_of_buffers(&mut self, c: &cqueue::Entry) -> Result<bool, WorkerError> {
         if c.result() != -libc::ENOBUFS || !is_final(c.flags()) || self.stopping {
-            return false;
+            return Ok(false);
         }
         let Some(tag) = Tag::decode(c.user_data()) else {
-            return false;
+            return Ok(false);
         };
         let idx = tag.idx as usize;
         if tag.kind != Kind::Tcp
-            || idx >= self.conns.len()
-            || self.conns[idx].gen_id != tag.gen_id
-            || self.conns[idx].state != ConnState::Reading
-            || self.conns[idx].poisoned
+            || self.conns.get(idx).is_none_or(|k| {
+                k.gen_id != tag.gen_id || k.state != ConnState::Reading || k.poisoned
+            })
         {
-            return false;
+            return Ok(false);
         }
-        self.ring.in_flight -= 1;
-        self.conns[idx].state = ConnState::NeedsRearm;
-        self.rearm.push(idx as u32);
-        true
+        self.complete(c.user_data(), c.result(), c.flags())?;
+        Ok(true)
     }
 
     /// Handles reaped completions until [`STEP_BYTES`] were received or
